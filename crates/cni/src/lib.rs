@@ -1,0 +1,2 @@
+//! CNI plugins (bridge, host-local, portmap, loopback), the CNI caller and the VXLAN overlay.
+//! Not yet implemented: see the node networking issue.

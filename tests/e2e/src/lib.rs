@@ -1,0 +1,3 @@
+//! Test support for deckhand's end-to-end tests: the fixture image builder (busybox-static into
+//! OCI layouts), a real `docker-registry` harness, and helpers that run the `deckhand` binary.
+//! Tests live in `tests/e2e/tests/`.
