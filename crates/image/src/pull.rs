@@ -46,7 +46,11 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions { platform: Platform::host(), credentials: None, progress: crate::progress::discard() }
+        PullOptions {
+            platform: Platform::host(),
+            credentials: None,
+            progress: crate::progress::discard(),
+        }
     }
 }
 
@@ -80,7 +84,11 @@ impl ImageStore {
     /// of the same or overlapping images (each blob downloads once). Cancel-safe: dropping the
     /// future leaves partial downloads in `ingest/` for the next pull to resume, never a
     /// visible half image.
-    pub async fn pull(&self, reference: &Reference, options: PullOptions) -> Result<Image, StoreError> {
+    pub async fn pull(
+        &self,
+        reference: &Reference,
+        options: PullOptions,
+    ) -> Result<Image, StoreError> {
         let started = Instant::now();
         let ctx = PullContext {
             reference: reference.clone(),
@@ -126,14 +134,20 @@ impl ImageStore {
         (ctx.progress)(ProgressEvent::Resolved {
             reference: reference.to_string(),
             manifest: manifest_digest.clone(),
-            layers: manifest.layers.iter().map(|l| (l.digest.clone(), l.size)).collect(),
+            layers: manifest
+                .layers
+                .iter()
+                .map(|l| (l.digest.clone(), l.size))
+                .collect(),
         });
 
-        self.fetch_and_unpack_layers(&ctx, &manifest, &config).await?;
+        self.fetch_and_unpack_layers(&ctx, &manifest, &config)
+            .await?;
 
         let name = reference.to_string();
         let platform = options.platform.clone();
-        let image = run_blocking_here(|| self.commit_image(&name, &target, &manifest_digest, &platform))?;
+        let image =
+            run_blocking_here(|| self.commit_image(&name, &target, &manifest_digest, &platform))?;
         (ctx.progress)(ProgressEvent::Done {
             reference: name,
             manifest: manifest_digest,
@@ -160,7 +174,10 @@ impl ImageStore {
             let ctx = ctx.clone();
             let permits = permits.clone();
             downloads.spawn(async move {
-                let _permit = permits.acquire_owned().await.map_err(|_| internal("download semaphore closed"))?;
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| internal("download semaphore closed"))?;
                 download_layer(&ctx, &layer).await?;
                 Ok(index)
             });
@@ -180,7 +197,14 @@ impl ImageStore {
                 let diff_id = config.diff_ids[next].clone();
                 unpack_started = Instant::now();
                 unpacking = Some(tokio::task::spawn_blocking(move || {
-                    unpack_layer(&snapshots, &content, parent.as_ref(), &chain, &diff_id, &layer)
+                    unpack_layer(
+                        &snapshots,
+                        &content,
+                        parent.as_ref(),
+                        &chain,
+                        &diff_id,
+                        &layer,
+                    )
                 }));
             }
             tokio::select! {
@@ -230,7 +254,10 @@ fn unpack_layer(
             Compression::detect(head)
         }
     };
-    let mut counting = CountingReader { inner: reader, count: 0 };
+    let mut counting = CountingReader {
+        inner: reader,
+        count: 0,
+    };
     snapshots.apply(parent, chain, diff_id, &mut counting, compression)?;
     Ok(counting.count)
 }
@@ -257,7 +284,9 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         let content = ctx.content.clone();
         let digest = digest.clone();
         // Blocks while another pull (task or process) downloads the same blob.
-        tokio::task::spawn_blocking(move || content.begin(&digest, size)).await.map_err(join_error)??
+        tokio::task::spawn_blocking(move || content.begin(&digest, size))
+            .await
+            .map_err(join_error)??
     };
     let Some(mut ingest) = begin else {
         (ctx.progress)(ProgressEvent::LayerExists { digest, size });
@@ -273,7 +302,11 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         }
         have = 0;
     }
-    (ctx.progress)(ProgressEvent::LayerStarted { digest: digest.clone(), size, offset: have });
+    (ctx.progress)(ProgressEvent::LayerStarted {
+        digest: digest.clone(),
+        size,
+        offset: have,
+    });
 
     let mut attempt = 0;
     while have < size {
@@ -286,7 +319,11 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         match result {
             Ok(()) => break,
             Err(StoreError::Registry(e)) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                (ctx.progress)(ProgressEvent::LayerRetry { digest: digest.clone(), attempt, error: e.to_string() });
+                (ctx.progress)(ProgressEvent::LayerRetry {
+                    digest: digest.clone(),
+                    attempt,
+                    error: e.to_string(),
+                });
                 tracing::warn!(layer = %digest, attempt, error = %e, "layer download failed; retrying");
                 tokio::time::sleep(RETRY_BASE_DELAY * 2u32.pow(attempt - 1)).await;
             }
@@ -294,7 +331,9 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         }
     }
 
-    let committed = tokio::task::spawn_blocking(move || ingest.commit()).await.map_err(join_error)?;
+    let committed = tokio::task::spawn_blocking(move || ingest.commit())
+        .await
+        .map_err(join_error)?;
     match committed {
         Ok(()) => {}
         Err(ContentError::DigestMismatch { actual, actual_size, expected_size, .. }) => {
@@ -308,7 +347,11 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         }
         Err(e) => return Err(e.into()),
     }
-    (ctx.progress)(ProgressEvent::LayerDownloaded { digest, size, elapsed: started.elapsed() });
+    (ctx.progress)(ProgressEvent::LayerDownloaded {
+        digest,
+        size,
+        elapsed: started.elapsed(),
+    });
     Ok(())
 }
 
@@ -322,7 +365,11 @@ async fn stream_into(
     have: &mut u64,
 ) -> (Option<Ingest>, Result<(), StoreError>) {
     let size = layer.size;
-    let mut stream = match ctx.registry.fetch_blob(&ctx.reference, layer, *have, ctx.credentials.as_ref()).await {
+    let mut stream = match ctx
+        .registry
+        .fetch_blob(&ctx.reference, layer, *have, ctx.credentials.as_ref())
+        .await
+    {
         Ok(stream) => stream,
         Err(e) => return (Some(ingest), Err(e.into())),
     };
@@ -365,7 +412,9 @@ async fn stream_into(
             outcome = Err(StoreError::Layer {
                 reference: ctx.reference.to_string(),
                 digest: layer.digest.clone(),
-                message: format!("the registry sent more than the {size} bytes the manifest declares"),
+                message: format!(
+                    "the registry sent more than the {size} bytes the manifest declares"
+                ),
             });
             break;
         }
@@ -382,7 +431,11 @@ async fn stream_into(
         let downloaded = start + sent + batch.len() as u64;
         if downloaded - reported.0 >= PROGRESS_BYTES || now - reported.1 >= PROGRESS_INTERVAL {
             reported = (downloaded, now);
-            (ctx.progress)(ProgressEvent::LayerProgress { digest: layer.digest.clone(), downloaded, size });
+            (ctx.progress)(ProgressEvent::LayerProgress {
+                digest: layer.digest.clone(),
+                downloaded,
+                size,
+            });
         }
     }
     if !batch.is_empty() {
@@ -406,7 +459,10 @@ async fn stream_into(
         outcome = Err(StoreError::Registry(RegistryError::Connect {
             reference: ctx.reference.to_string(),
             endpoint: ctx.reference.registry.clone(),
-            message: format!("blob {} ended after {} of {size} bytes", layer.digest, *have),
+            message: format!(
+                "blob {} ended after {} of {size} bytes",
+                layer.digest, *have
+            ),
         }));
     }
     (Some(ingest), outcome)
@@ -425,10 +481,16 @@ async fn truncate(mut ingest: Ingest) -> (Option<Ingest>, Result<(), StoreError>
 }
 
 /// Write a small verified blob (manifest, config) unless present.
-async fn write_blob(content: &ContentStore, digest: &Digest, bytes: Vec<u8>) -> Result<(), StoreError> {
+async fn write_blob(
+    content: &ContentStore,
+    digest: &Digest,
+    bytes: Vec<u8>,
+) -> Result<(), StoreError> {
     let content = content.clone();
     let digest = digest.clone();
-    tokio::task::spawn_blocking(move || content.write_all(&digest, &bytes)).await.map_err(join_error)??;
+    tokio::task::spawn_blocking(move || content.write_all(&digest, &bytes))
+        .await
+        .map_err(join_error)??;
     Ok(())
 }
 
@@ -438,7 +500,10 @@ async fn read_blob(content: &ContentStore, digest: &Digest) -> Result<Option<Vec
     }
     let content = content.clone();
     let digest = digest.clone();
-    match tokio::task::spawn_blocking(move || content.read(&digest)).await.map_err(join_error)? {
+    match tokio::task::spawn_blocking(move || content.read(&digest))
+        .await
+        .map_err(join_error)?
+    {
         Ok(bytes) => Ok(Some(bytes)),
         // Pruned between the check and the read: fetch it again.
         Err(ContentError::NotFound(_)) => Ok(None),
@@ -452,7 +517,10 @@ async fn fetch_manifest(ctx: &PullContext, descriptor: &Descriptor) -> Result<Ve
     if let Some(bytes) = read_blob(&ctx.content, &descriptor.digest).await? {
         return Ok(bytes);
     }
-    let bytes = ctx.registry.fetch_manifest(&ctx.reference, descriptor, ctx.credentials.as_ref()).await?;
+    let bytes = ctx
+        .registry
+        .fetch_manifest(&ctx.reference, descriptor, ctx.credentials.as_ref())
+        .await?;
     write_blob(&ctx.content, &descriptor.digest, bytes.clone()).await?;
     Ok(bytes)
 }
@@ -498,8 +566,14 @@ async fn fetch_config(ctx: &PullContext, descriptor: &Descriptor) -> Result<Vec<
     }
 }
 
-async fn fetch_small_blob(ctx: &PullContext, descriptor: &Descriptor) -> Result<Vec<u8>, RegistryError> {
-    let mut stream = ctx.registry.fetch_blob(&ctx.reference, descriptor, 0, ctx.credentials.as_ref()).await?;
+async fn fetch_small_blob(
+    ctx: &PullContext,
+    descriptor: &Descriptor,
+) -> Result<Vec<u8>, RegistryError> {
+    let mut stream = ctx
+        .registry
+        .fetch_blob(&ctx.reference, descriptor, 0, ctx.credentials.as_ref())
+        .await?;
     let mut bytes = Vec::with_capacity(descriptor.size as usize);
     while let Some(chunk) = stream.body.next().await {
         let chunk = chunk?;

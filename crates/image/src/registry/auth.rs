@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Credentials {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// OAuth2 refresh token (Docker's `identitytoken`), exchanged at the token endpoint.
     IdentityToken(String),
     /// A registry bearer token used as is (CRI `registry_token`).
@@ -22,9 +25,11 @@ pub enum Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Credentials::Basic { username, .. } => {
-                f.debug_struct("Basic").field("username", username).field("password", &"<redacted>").finish()
-            }
+            Credentials::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
             Credentials::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
             Credentials::RegistryToken(_) => f.write_str("RegistryToken(<redacted>)"),
         }
@@ -68,16 +73,27 @@ impl DockerConfig {
     pub fn load(path: &Path) -> Result<DockerConfig, AuthError> {
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DockerConfig::default()),
-            Err(e) => return Err(AuthError::DockerConfig { path: path.to_path_buf(), message: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DockerConfig::default())
+            }
+            Err(e) => {
+                return Err(AuthError::DockerConfig {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+            }
         };
         DockerConfig::parse(path, &bytes)
     }
 
     /// Parse the JSON text of `path` (named in errors).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<DockerConfig, AuthError> {
-        let error = |message: String| AuthError::DockerConfig { path: path.to_path_buf(), message };
-        let raw: RawDockerConfig = serde_json::from_slice(bytes).map_err(|e| error(e.to_string()))?;
+        let error = |message: String| AuthError::DockerConfig {
+            path: path.to_path_buf(),
+            message,
+        };
+        let raw: RawDockerConfig =
+            serde_json::from_slice(bytes).map_err(|e| error(e.to_string()))?;
         let mut auths = BTreeMap::new();
         for (key, entry) in raw.auths {
             let credentials = if let Some(token) = entry.identitytoken.filter(|t| !t.is_empty()) {
@@ -85,14 +101,17 @@ impl DockerConfig {
             } else if let Some(token) = entry.registrytoken.filter(|t| !t.is_empty()) {
                 Some(Credentials::RegistryToken(token))
             } else if let Some(auth) = entry.auth.filter(|a| !a.is_empty()) {
-                let (username, password) =
-                    decode_basic_auth(&auth).map_err(|m| error(format!("auths.{key:?}.auth: {m}")))?;
+                let (username, password) = decode_basic_auth(&auth)
+                    .map_err(|m| error(format!("auths.{key:?}.auth: {m}")))?;
                 Some(Credentials::Basic { username, password })
             } else {
-                entry.username.filter(|u| !u.is_empty()).map(|username| Credentials::Basic {
-                    username,
-                    password: entry.password.unwrap_or_default(),
-                })
+                entry
+                    .username
+                    .filter(|u| !u.is_empty())
+                    .map(|username| Credentials::Basic {
+                        username,
+                        password: entry.password.unwrap_or_default(),
+                    })
             };
             // Entries with only `{}` are what `docker login` with a credential helper leaves;
             // helpers are not supported, so such an entry gives no credentials.
@@ -108,7 +127,9 @@ impl DockerConfig {
         if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
             return Some(PathBuf::from(dir).join("config.json"));
         }
-        std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|home| PathBuf::from(home).join(".docker/config.json"))
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|home| PathBuf::from(home).join(".docker/config.json"))
     }
 
     /// Credentials for a registry host (keys may be `host`, `https://host`, `https://host/v1/`;
@@ -132,15 +153,22 @@ pub(crate) fn decode_basic_auth(auth: &str) -> Result<(String, String), String> 
         .decode(auth.trim())
         .map_err(|e| format!("not valid base64 ({e})"))?;
     let text = String::from_utf8(bytes).map_err(|_| "decoded value is not UTF-8".to_string())?;
-    let (username, password) =
-        text.split_once(':').ok_or_else(|| "decoded value is not of the form username:password".to_string())?;
+    let (username, password) = text
+        .split_once(':')
+        .ok_or_else(|| "decoded value is not of the form username:password".to_string())?;
     Ok((username.to_string(), password.to_string()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
-    Basic { realm: String },
-    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+    Basic {
+        realm: String,
+    },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
 }
 
 impl Challenge {
@@ -149,7 +177,10 @@ impl Challenge {
     /// quoted strings (with commas and `\"` escapes inside).
     pub fn parse(header: &str) -> Result<Challenge, AuthError> {
         let malformed = || AuthError::Challenge(header.to_string());
-        let mut lexer = Lexer { s: header.as_bytes(), pos: 0 };
+        let mut lexer = Lexer {
+            s: header.as_bytes(),
+            pos: 0,
+        };
         let mut challenges: Vec<(String, BTreeMap<String, String>)> = Vec::new();
         loop {
             lexer.skip_separators();
@@ -176,14 +207,21 @@ impl Challenge {
         for (scheme, mut params) in challenges {
             match scheme.as_str() {
                 "bearer" => {
-                    let realm = params.remove("realm").filter(|r| !r.is_empty()).ok_or_else(malformed)?;
+                    let realm = params
+                        .remove("realm")
+                        .filter(|r| !r.is_empty())
+                        .ok_or_else(malformed)?;
                     return Ok(Challenge::Bearer {
                         realm,
                         service: params.remove("service"),
                         scope: params.remove("scope"),
                     });
                 }
-                "basic" => return Ok(Challenge::Basic { realm: params.remove("realm").unwrap_or_default() }),
+                "basic" => {
+                    return Ok(Challenge::Basic {
+                        realm: params.remove("realm").unwrap_or_default(),
+                    })
+                }
                 _ => {}
             }
         }

@@ -17,7 +17,9 @@ use crate::manifest::Descriptor;
 use crate::media;
 use crate::reference::Reference;
 use futures::StreamExt as _;
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RANGE, WWW_AUTHENTICATE,
+};
 use reqwest::StatusCode;
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -28,23 +30,49 @@ use tokio::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{reference}: registry {registry} requires authentication (HTTP 401): configure credentials in {hint}")]
-    Unauthorized { reference: String, registry: String, hint: String },
+    Unauthorized {
+        reference: String,
+        registry: String,
+        hint: String,
+    },
     #[error("{reference}: access denied by registry {registry} (HTTP 403)")]
     Forbidden { reference: String, registry: String },
     #[error("{reference}: manifest not found in registry {registry} (HTTP 404): check the repository name and tag")]
     ManifestNotFound { reference: String, registry: String },
     #[error("{reference}: blob {digest} not found in registry {registry} (HTTP 404)")]
-    BlobNotFound { reference: String, registry: String, digest: Digest },
+    BlobNotFound {
+        reference: String,
+        registry: String,
+        digest: Digest,
+    },
     #[error("{reference}: cannot resolve registry host {registry}: check the name or configure a mirror")]
     UnknownHost { reference: String, registry: String },
     #[error("{reference}: cannot connect to registry {endpoint}: {message}")]
-    Connect { reference: String, endpoint: String, message: String },
+    Connect {
+        reference: String,
+        endpoint: String,
+        message: String,
+    },
     #[error("{reference}: TLS error talking to {endpoint}: {message} (for a registry without TLS, configure it as insecure in registries.yaml)")]
-    Tls { reference: String, endpoint: String, message: String },
+    Tls {
+        reference: String,
+        endpoint: String,
+        message: String,
+    },
     #[error("{reference}: registry {endpoint} answered HTTP {status}: {body}")]
-    Status { reference: String, endpoint: String, status: u16, body: String },
+    Status {
+        reference: String,
+        endpoint: String,
+        status: u16,
+        body: String,
+    },
     #[error("{reference}: manifest from {registry} has digest {actual}, but {expected} was requested; nothing was stored")]
-    ManifestDigestMismatch { reference: String, registry: String, expected: Digest, actual: Digest },
+    ManifestDigestMismatch {
+        reference: String,
+        registry: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{reference}: {message}")]
     Protocol { reference: String, message: String },
 }
@@ -54,7 +82,9 @@ impl RegistryError {
     pub fn is_retryable(&self) -> bool {
         match self {
             RegistryError::Connect { .. } => true,
-            RegistryError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            RegistryError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
             RegistryError::Unauthorized { .. }
             | RegistryError::Forbidden { .. }
             | RegistryError::ManifestNotFound { .. }
@@ -135,7 +165,11 @@ impl Target<'_> {
         self.endpoint.config_host.clone()
     }
     fn endpoint(&self) -> String {
-        self.endpoint.base.as_str().trim_end_matches('/').to_string()
+        self.endpoint
+            .base
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
     }
     fn scope(&self) -> String {
         format!("repository:{}:pull", self.reference.repository)
@@ -167,7 +201,9 @@ impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let lookup = tokio::net::lookup_host((host.clone(), 0)).await.map(Iterator::collect::<Vec<_>>);
+            let lookup = tokio::net::lookup_host((host.clone(), 0))
+                .await
+                .map(Iterator::collect::<Vec<_>>);
             let addrs: Vec<std::net::SocketAddr> = match lookup {
                 Ok(addrs) => addrs,
                 Err(source) => return Err(Box::new(DnsError { host, source }) as _),
@@ -184,7 +220,11 @@ impl reqwest::dns::Resolve for Resolver {
 impl RegistryClient {
     pub fn new(config: ClientConfig) -> Result<RegistryClient, RegistryError> {
         Ok(RegistryClient {
-            inner: Arc::new(Inner { config, http: Mutex::new(HashMap::new()), auth: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                config,
+                http: Mutex::new(HashMap::new()),
+                auth: Mutex::new(HashMap::new()),
+            }),
         })
     }
 
@@ -204,7 +244,8 @@ impl RegistryClient {
         self.each_endpoint(reference, creds, |target| async move {
             let expected = reference.digest.clone();
             let accept = media::MANIFEST_ACCEPT.join(", ");
-            self.get_manifest(&target, &reference.object(), &accept, expected.as_ref()).await
+            self.get_manifest(&target, &reference.object(), &accept, expected.as_ref())
+                .await
         })
         .await
     }
@@ -222,9 +263,19 @@ impl RegistryClient {
                 if !descriptor.media_type.is_empty() {
                     accept.push(&descriptor.media_type);
                 }
-                accept.extend(media::MANIFEST_ACCEPT.iter().filter(|m| **m != descriptor.media_type));
+                accept.extend(
+                    media::MANIFEST_ACCEPT
+                        .iter()
+                        .filter(|m| **m != descriptor.media_type),
+                );
                 let object = descriptor.digest.to_string();
-                self.get_manifest(&target, &object, &accept.join(", "), Some(&descriptor.digest)).await
+                self.get_manifest(
+                    &target,
+                    &object,
+                    &accept.join(", "),
+                    Some(&descriptor.digest),
+                )
+                .await
             })
             .await?;
         Ok(bytes)
@@ -306,7 +357,11 @@ impl RegistryClient {
             let credentials = self.credentials_for(&endpoint, creds);
             let is_mirror = endpoint.is_mirror;
             let base = endpoint.base.clone();
-            let target = Target { reference, endpoint, credentials };
+            let target = Target {
+                reference,
+                endpoint,
+                credentials,
+            };
             match attempt(target).await {
                 Ok(value) => return Ok(value),
                 Err(e) if is_mirror => {
@@ -338,7 +393,11 @@ impl RegistryClient {
     /// Credentials for one endpoint. Explicit ones (CRI auth, `--creds`) are meant for the
     /// image's registry, so they are not sent to mirrors (a mirror is another party); then
     /// `registries.yaml` `configs.<host>.auth`, then Docker's `config.json`.
-    fn credentials_for(&self, endpoint: &Endpoint, explicit: Option<&Credentials>) -> Option<Credentials> {
+    fn credentials_for(
+        &self,
+        endpoint: &Endpoint,
+        explicit: Option<&Credentials>,
+    ) -> Option<Credentials> {
         if !endpoint.is_mirror {
             if let Some(creds) = explicit {
                 return Some(creds.clone());
@@ -353,11 +412,21 @@ impl RegistryClient {
             // Validated when the file was loaded; a config built in code with a bad base64
             // value simply gives no credentials, and the 401 error says where to configure.
             .and_then(|auth| auth.credentials().ok().flatten());
-        configured.or_else(|| self.inner.config.docker_config.as_ref()?.credentials(&endpoint.config_host))
+        configured.or_else(|| {
+            self.inner
+                .config
+                .docker_config
+                .as_ref()?
+                .credentials(&endpoint.config_host)
+        })
     }
 
     /// The HTTP client for `host` (a `configs` key), built on first use from its TLS settings.
-    fn http_client(&self, target: &Target<'_>, host: &str) -> Result<reqwest::Client, RegistryError> {
+    fn http_client(
+        &self,
+        target: &Target<'_>,
+        host: &str,
+    ) -> Result<reqwest::Client, RegistryError> {
         if let Some(client) = lock(&self.inner.http).get(host) {
             return Ok(client.clone());
         }
@@ -374,24 +443,41 @@ impl RegistryClient {
             // Blob GETs are redirected to object storage; reqwest drops Authorization when the
             // host changes, so the registry's token never leaks to the storage backend.
             .redirect(reqwest::redirect::Policy::limited(10));
-        if let Some(tls) = self.inner.config.registries.host_config(host).and_then(|c| c.tls.as_ref()) {
+        if let Some(tls) = self
+            .inner
+            .config
+            .registries
+            .host_config(host)
+            .and_then(|c| c.tls.as_ref())
+        {
             if let Some(ca_file) = &tls.ca_file {
-                let pem = std::fs::read(ca_file)
-                    .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", ca_file.display())))?;
-                let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| tls_error(format!("CA file {} is not PEM certificates: {e}", ca_file.display())))?;
+                let pem = std::fs::read(ca_file).map_err(|e| {
+                    tls_error(format!("cannot read CA file {}: {e}", ca_file.display()))
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    tls_error(format!(
+                        "CA file {} is not PEM certificates: {e}",
+                        ca_file.display()
+                    ))
+                })?;
                 for cert in certs {
                     builder = builder.add_root_certificate(cert);
                 }
             }
             if let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) {
-                let mut pem = std::fs::read(cert_file)
-                    .map_err(|e| tls_error(format!("cannot read client certificate {}: {e}", cert_file.display())))?;
+                let mut pem = std::fs::read(cert_file).map_err(|e| {
+                    tls_error(format!(
+                        "cannot read client certificate {}: {e}",
+                        cert_file.display()
+                    ))
+                })?;
                 pem.push(b'\n');
-                pem.extend(
-                    std::fs::read(key_file)
-                        .map_err(|e| tls_error(format!("cannot read client key {}: {e}", key_file.display())))?,
-                );
+                pem.extend(std::fs::read(key_file).map_err(|e| {
+                    tls_error(format!(
+                        "cannot read client key {}: {e}",
+                        key_file.display()
+                    ))
+                })?);
                 let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                     tls_error(format!(
                         "client certificate {} / key {} are not usable: {}",
@@ -406,18 +492,31 @@ impl RegistryClient {
                 builder = builder.danger_accept_invalid_certs(true);
             }
         }
-        let client = builder.build().map_err(|e| tls_error(format!("cannot set up TLS: {}", error_chain(&e))))?;
+        let client = builder
+            .build()
+            .map_err(|e| tls_error(format!("cannot set up TLS: {}", error_chain(&e))))?;
         lock(&self.inner.http).insert(host.to_string(), client.clone());
         Ok(client)
     }
 
     /// GET `url` with auth: cached auth first, then, on 401, the challenge flow once.
     /// Returns any response other than 401; callers map the other statuses.
-    async fn send(&self, target: &Target<'_>, url: url::Url, headers: HeaderMap) -> Result<reqwest::Response, RegistryError> {
+    async fn send(
+        &self,
+        target: &Target<'_>,
+        url: url::Url,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, RegistryError> {
         let client = self.http_client(target, &target.endpoint.config_host)?;
-        let key = AuthKey { endpoint: target.endpoint(), scope: target.scope(), credentials: target.credentials.clone() };
+        let key = AuthKey {
+            endpoint: target.endpoint(),
+            scope: target.scope(),
+            credentials: target.credentials.clone(),
+        };
         let mut auth = match &target.credentials {
-            Some(Credentials::RegistryToken(token)) => Some(header_value(&format!("Bearer {token}"))),
+            Some(Credentials::RegistryToken(token)) => {
+                Some(header_value(&format!("Bearer {token}")))
+            }
             _ => self.cached_auth(&key),
         };
         let mut challenged = false;
@@ -436,12 +535,19 @@ impl RegistryClient {
                 return Err(unauthorized(target));
             }
             challenged = true;
-            let Some(header) = response.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()) else {
+            let Some(header) = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|h| h.to_str().ok())
+            else {
                 return Err(unauthorized(target));
             };
             let challenge = Challenge::parse(header).map_err(|e| RegistryError::Protocol {
                 reference: target.reference(),
-                message: format!("registry {} sent an unusable auth challenge: {e}", target.endpoint()),
+                message: format!(
+                    "registry {} sent an unusable auth challenge: {e}",
+                    target.endpoint()
+                ),
             })?;
             auth = Some(self.authorize(target, &key, &challenge).await?);
         }
@@ -466,12 +572,20 @@ impl RegistryClient {
     ) -> Result<HeaderValue, RegistryError> {
         let cached = match challenge {
             Challenge::Basic { .. } => match &target.credentials {
-                Some(Credentials::Basic { username, password }) => {
-                    CachedAuth { header: basic_header(username, password), expires: None }
-                }
+                Some(Credentials::Basic { username, password }) => CachedAuth {
+                    header: basic_header(username, password),
+                    expires: None,
+                },
                 _ => return Err(unauthorized(target)),
             },
-            Challenge::Bearer { realm, service, scope } => self.fetch_token(target, realm, service.as_deref(), scope.as_deref()).await?,
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                self.fetch_token(target, realm, service.as_deref(), scope.as_deref())
+                    .await?
+            }
         };
         let header = cached.header.clone();
         lock(&self.inner.auth).insert(key.clone(), cached);
@@ -486,15 +600,28 @@ impl RegistryClient {
         service: Option<&str>,
         challenge_scope: Option<&str>,
     ) -> Result<CachedAuth, RegistryError> {
-        let protocol = |message: String| RegistryError::Protocol { reference: target.reference(), message };
-        let realm_url = url::Url::parse(realm)
-            .map_err(|e| protocol(format!("registry {} names token realm {realm:?}, not a URL: {e}", target.endpoint())))?;
+        let protocol = |message: String| RegistryError::Protocol {
+            reference: target.reference(),
+            message,
+        };
+        let realm_url = url::Url::parse(realm).map_err(|e| {
+            protocol(format!(
+                "registry {} names token realm {realm:?}, not a URL: {e}",
+                target.endpoint()
+            ))
+        })?;
         let realm_host = match realm_url.port() {
             Some(port) => format!("{}:{port}", realm_url.host_str().unwrap_or_default()),
             None => realm_url.host_str().unwrap_or_default().to_string(),
         };
         // The token server may be another host with its own TLS settings.
-        let client = if self.inner.config.registries.host_config(&realm_host).is_some() {
+        let client = if self
+            .inner
+            .config
+            .registries
+            .host_config(&realm_host)
+            .is_some()
+        {
             self.http_client(target, &realm_host)?
         } else {
             self.http_client(target, &target.endpoint.config_host)?
@@ -513,15 +640,18 @@ impl RegistryClient {
                 params.push(("grant_type", "refresh_token".to_string()));
                 params.push(("refresh_token", refresh.clone()));
                 params.push(("client_id", "deckhand".to_string()));
-                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params.iter()).finish();
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(params.iter())
+                    .finish();
                 client
                     .post(realm_url)
                     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body)
             }
-            Some(Credentials::Basic { username, password }) => {
-                client.get(realm_url).query(&params).header(AUTHORIZATION, basic_header(username, password))
-            }
+            Some(Credentials::Basic { username, password }) => client
+                .get(realm_url)
+                .query(&params)
+                .header(AUTHORIZATION, basic_header(username, password)),
             None => client.get(realm_url).query(&params),
             // A fixed token the registry has just rejected: nothing to exchange.
             Some(Credentials::RegistryToken(_)) => return Err(unauthorized(target)),
@@ -535,17 +665,27 @@ impl RegistryClient {
             return Err(status_error(target, response).await);
         }
         let body = read_limited(target, response, MAX_MANIFEST_SIZE).await?;
-        let token: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| protocol(format!("token server {realm} answered with invalid JSON: {e}")))?;
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            protocol(format!(
+                "token server {realm} answered with invalid JSON: {e}"
+            ))
+        })?;
         let token = token
             .token
             .filter(|t| !t.is_empty())
             .or(token.access_token.filter(|t| !t.is_empty()))
             .ok_or_else(|| protocol(format!("token server {realm} answered without a token")))
             .map(|t| (t, token.expires_in))?;
-        let lifetime = token.1.map(Duration::from_secs).unwrap_or(DEFAULT_TOKEN_LIFETIME);
-        let expires = Instant::now() + lifetime.saturating_sub(TOKEN_EXPIRY_MARGIN.min(lifetime / 2));
-        Ok(CachedAuth { header: header_value(&format!("Bearer {}", token.0)), expires: Some(expires) })
+        let lifetime = token
+            .1
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        let expires =
+            Instant::now() + lifetime.saturating_sub(TOKEN_EXPIRY_MARGIN.min(lifetime / 2));
+        Ok(CachedAuth {
+            header: header_value(&format!("Bearer {}", token.0)),
+            expires: Some(expires),
+        })
     }
 
     /// GET a manifest by tag or digest, verify it, and describe it.
@@ -562,7 +702,10 @@ impl RegistryClient {
         let response = self.send(target, url, headers).await?;
         match response.status() {
             StatusCode::NOT_FOUND => {
-                return Err(RegistryError::ManifestNotFound { reference: target.reference(), registry: target.registry() })
+                return Err(RegistryError::ManifestNotFound {
+                    reference: target.reference(),
+                    registry: target.registry(),
+                })
             }
             s if !s.is_success() => return Err(status_error(target, response).await),
             _ => {}
@@ -621,17 +764,31 @@ fn manifest_media_type(content_type: &str, body: &[u8]) -> String {
         config: Option<serde_json::Value>,
     }
     match serde_json::from_slice::<Probe>(body) {
-        Ok(Probe { media_type: Some(m), .. }) if !m.is_empty() => m,
-        Ok(Probe { manifests: Some(_), .. }) => media::OCI_INDEX.to_string(),
-        Ok(Probe { config: Some(_), .. }) => media::OCI_MANIFEST.to_string(),
+        Ok(Probe {
+            media_type: Some(m),
+            ..
+        }) if !m.is_empty() => m,
+        Ok(Probe {
+            manifests: Some(_), ..
+        }) => media::OCI_INDEX.to_string(),
+        Ok(Probe {
+            config: Some(_), ..
+        }) => media::OCI_MANIFEST.to_string(),
         _ => content_type.to_string(),
     }
 }
 
-async fn read_limited(target: &Target<'_>, response: reqwest::Response, limit: u64) -> Result<Vec<u8>, RegistryError> {
+async fn read_limited(
+    target: &Target<'_>,
+    response: reqwest::Response,
+    limit: u64,
+) -> Result<Vec<u8>, RegistryError> {
     let too_big = || RegistryError::Protocol {
         reference: target.reference(),
-        message: format!("registry {} sent a document larger than {limit} bytes; refusing it", target.endpoint()),
+        message: format!(
+            "registry {} sent a document larger than {limit} bytes; refusing it",
+            target.endpoint()
+        ),
     };
     if response.content_length().is_some_and(|len| len > limit) {
         return Err(too_big());
@@ -650,11 +807,16 @@ async fn read_limited(target: &Target<'_>, response: reqwest::Response, limit: u
 
 fn unauthorized(target: &Target<'_>) -> RegistryError {
     let host = &target.endpoint.config_host;
-    let mut hint = format!("registries.yaml configs.{host:?}.auth or docker config.json (or pass --creds)");
+    let mut hint =
+        format!("registries.yaml configs.{host:?}.auth or docker config.json (or pass --creds)");
     if target.credentials.is_some() {
         hint.push_str("; the credentials that were sent were rejected");
     }
-    RegistryError::Unauthorized { reference: target.reference(), registry: target.registry(), hint }
+    RegistryError::Unauthorized {
+        reference: target.reference(),
+        registry: target.registry(),
+        hint,
+    }
 }
 
 /// Map an unexpected status to an error, keeping the registry's own explanation (the
@@ -664,11 +826,16 @@ async fn status_error(target: &Target<'_>, response: reqwest::Response) -> Regis
     match status {
         StatusCode::UNAUTHORIZED => return unauthorized(target),
         StatusCode::FORBIDDEN => {
-            return RegistryError::Forbidden { reference: target.reference(), registry: target.registry() }
+            return RegistryError::Forbidden {
+                reference: target.reference(),
+                registry: target.registry(),
+            }
         }
         _ => {}
     }
-    let bytes = read_limited(target, response, 64 << 10).await.unwrap_or_default();
+    let bytes = read_limited(target, response, 64 << 10)
+        .await
+        .unwrap_or_default();
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -692,13 +859,21 @@ async fn status_error(target: &Target<'_>, response: reqwest::Response) -> Regis
             let text = text.trim();
             let cut = text.char_indices().nth(300).map_or(text.len(), |(i, _)| i);
             if text.is_empty() {
-                status.canonical_reason().unwrap_or("no explanation").to_string()
+                status
+                    .canonical_reason()
+                    .unwrap_or("no explanation")
+                    .to_string()
             } else {
                 text[..cut].to_string()
             }
         }
     };
-    RegistryError::Status { reference: target.reference(), endpoint: target.endpoint(), status: status.as_u16(), body }
+    RegistryError::Status {
+        reference: target.reference(),
+        endpoint: target.endpoint(),
+        status: status.as_u16(),
+        body,
+    }
 }
 
 /// Turn a transport error into the variant that says what went wrong, by the error types in
@@ -708,21 +883,52 @@ fn classify(target: &Target<'_>, error: &reqwest::Error) -> RegistryError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if e.downcast_ref::<DnsError>().is_some() {
-            return RegistryError::UnknownHost { reference: target.reference(), registry: target.registry() };
+            return RegistryError::UnknownHost {
+                reference: target.reference(),
+                registry: target.registry(),
+            };
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            // tokio-rustls reports every TLS failure (bad certificate, a plain-HTTP peer) as
-            // InvalidData.
-            if io.kind() == std::io::ErrorKind::InvalidData && target.endpoint.base.scheme() == "https" {
-                return RegistryError::Tls { reference: target.reference(), endpoint: target.endpoint(), message };
-            }
+        // TLS failures (bad certificate, a plain-HTTP peer) arrive as an io::Error wrapping a
+        // rustls::Error; io::Error::source skips the wrapped error, so look inside explicitly.
+        if is_tls_error(e) {
+            return RegistryError::Tls {
+                reference: target.reference(),
+                endpoint: target.endpoint(),
+                message,
+            };
         }
         source = e.source();
     }
-    if error.is_connect() || error.is_timeout() || error.is_body() || error.is_request() || error.is_decode() {
-        return RegistryError::Connect { reference: target.reference(), endpoint: target.endpoint(), message };
+    if error.is_connect()
+        || error.is_timeout()
+        || error.is_body()
+        || error.is_request()
+        || error.is_decode()
+    {
+        return RegistryError::Connect {
+            reference: target.reference(),
+            endpoint: target.endpoint(),
+            message,
+        };
     }
-    RegistryError::Protocol { reference: target.reference(), message: format!("{}: {message}", target.endpoint()) }
+    RegistryError::Protocol {
+        reference: target.reference(),
+        message: format!("{}: {message}", target.endpoint()),
+    }
+}
+
+/// Whether `e` is a rustls error, possibly inside (nested) io::Error wrappers.
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    if e.is::<rustls::Error>() {
+        return true;
+    }
+    match e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        Some(inner) => is_tls_error(inner),
+        None => false,
+    }
 }
 
 /// `a: b: c` from an error and its sources, skipping repeats (reqwest and hyper often repeat
@@ -742,7 +948,8 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 fn basic_header(username: &str, password: &str) -> HeaderValue {
     use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let mut value = header_value(&format!("Basic {encoded}"));
     value.set_sensitive(true);
     value
@@ -766,5 +973,7 @@ fn content_range_start(headers: &HeaderMap) -> Option<u64> {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The maps hold no invariants a panicking holder could break half-way.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -96,32 +96,49 @@ impl RegistriesConfig {
     pub fn load(path: &Path) -> Result<RegistriesConfig, HostsError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistriesConfig::default()),
-            Err(source) => return Err(HostsError::Io { path: path.to_path_buf(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(RegistriesConfig::default())
+            }
+            Err(source) => {
+                return Err(HostsError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         RegistriesConfig::parse(path, &text)
     }
 
     /// Parse the YAML text of `path` (named in errors) and validate it.
     pub fn parse(path: &Path, text: &str) -> Result<RegistriesConfig, HostsError> {
-        let invalid = |message: String| HostsError::Invalid { path: path.to_path_buf(), message };
+        let invalid = |message: String| HostsError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         // An empty or comment-only file is a valid, empty configuration.
-        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if value.is_null() {
             return Ok(RegistriesConfig::default());
         }
         // serde_yaml's message carries the field path (`configs.x.tls: unknown field ...`).
-        let config: RegistriesConfig = serde_yaml::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        // Deserialising from the text (not the Value) keeps the field path and line in messages:
+        // `configs.x.tls: unknown field ... at line 4 column 7`.
+        let config: RegistriesConfig =
+            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         for (host, mirror) in &config.mirrors {
             for (i, endpoint) in mirror.endpoint.iter().enumerate() {
                 parse_endpoint_url(endpoint).map_err(|reason| {
-                    invalid(format!("mirrors.{host:?}.endpoint[{i}]: {endpoint:?} is not a valid URL: {reason}"))
+                    invalid(format!(
+                        "mirrors.{host:?}.endpoint[{i}]: {endpoint:?} is not a valid URL: {reason}"
+                    ))
                 })?;
             }
         }
         for (host, hc) in &config.configs {
             if let Some(auth) = &hc.auth {
-                auth.credentials().map_err(|reason| invalid(format!("configs.{host:?}.auth: {reason}")))?;
+                auth.credentials()
+                    .map_err(|reason| invalid(format!("configs.{host:?}.auth: {reason}")))?;
             }
             if let Some(tls) = &hc.tls {
                 if tls.cert_file.is_some() != tls.key_file.is_some() {
@@ -139,16 +156,26 @@ impl RegistriesConfig {
     /// `https://registry-1.docker.io`.
     pub fn endpoints(&self, registry: &str) -> Vec<Endpoint> {
         let registry = normalize_host(registry);
-        let mirrors = self.mirrors.get(&registry).or_else(|| self.mirrors.get("*"));
+        let mirrors = self
+            .mirrors
+            .get(&registry)
+            .or_else(|| self.mirrors.get("*"));
         let mut out: Vec<Endpoint> = Vec::new();
         for raw in mirrors.map(|m| m.endpoint.as_slice()).unwrap_or_default() {
             // Validated on load; a config built in code with a bad URL just loses that mirror.
-            let Ok(base) = parse_endpoint_url(raw) else { continue };
+            let Ok(base) = parse_endpoint_url(raw) else {
+                continue;
+            };
             let config_host = host_port(&base);
-            let endpoint = Endpoint { base, config_host, is_mirror: true };
+            let endpoint = Endpoint {
+                base,
+                config_host,
+                is_mirror: true,
+            };
             // A mirror list that names the registry itself (common with `*`) would be tried
             // twice; the registry entry is appended last anyway.
-            if endpoint.config_host == registry || endpoint.config_host == upstream_host(&registry) {
+            if endpoint.config_host == registry || endpoint.config_host == upstream_host(&registry)
+            {
                 continue;
             }
             if !out.iter().any(|e| e.base == endpoint.base) {
@@ -161,7 +188,11 @@ impl RegistriesConfig {
             || (is_loopback_host(&host) && host_config.and_then(|c| c.tls.as_ref()).is_none());
         let scheme = if plain_http { "http" } else { "https" };
         match url::Url::parse(&format!("{scheme}://{host}/")) {
-            Ok(base) => out.push(Endpoint { base, config_host: registry, is_mirror: false }),
+            Ok(base) => out.push(Endpoint {
+                base,
+                config_host: registry,
+                is_mirror: false,
+            }),
             // Reference parsing already rejected such hosts; nothing sensible to add.
             Err(_) => tracing::warn!(registry = %registry, "registry host is not a valid URL host"),
         }
@@ -170,7 +201,9 @@ impl RegistriesConfig {
 
     /// The `configs` entry for a host (as named in [`Endpoint::config_host`]).
     pub fn host_config(&self, host: &str) -> Option<&HostConfig> {
-        self.configs.get(host).or_else(|| self.configs.get(&normalize_host(host)))
+        self.configs
+            .get(host)
+            .or_else(|| self.configs.get(&normalize_host(host)))
     }
 }
 
@@ -196,10 +229,17 @@ impl AuthConfig {
 /// Mirror endpoints may omit the scheme (`mirror.example.com:5000`): HTTPS is assumed.
 fn parse_endpoint_url(raw: &str) -> Result<url::Url, String> {
     let raw = raw.trim();
-    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("https://{raw}")
+    };
     let url = url::Url::parse(&with_scheme).map_err(|e| e.to_string())?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("scheme {:?} is neither http nor https", url.scheme()));
+        return Err(format!(
+            "scheme {:?} is neither http nor https",
+            url.scheme()
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("no host".to_string());
@@ -223,7 +263,9 @@ fn host_port(url: &url::Url) -> String {
 pub(crate) fn normalize_host(host: &str) -> String {
     let host = host.trim().to_ascii_lowercase();
     match host.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => "docker.io".to_string(),
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_string()
+        }
         _ => host,
     }
 }
@@ -247,7 +289,8 @@ pub fn is_loopback_host(host_port: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
