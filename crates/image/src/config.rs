@@ -12,14 +12,8 @@ pub enum ConfigError {
         #[source]
         source: serde_json::Error,
     },
-    #[error(
-        "image config {digest} lists {diff_ids} diff IDs but the manifest has {layers} layers"
-    )]
-    LayerCountMismatch {
-        digest: Digest,
-        diff_ids: usize,
-        layers: usize,
-    },
+    #[error("image config {digest} lists {diff_ids} diff IDs but the manifest has {layers} layers")]
+    LayerCountMismatch { digest: Digest, diff_ids: usize, layers: usize },
 }
 
 /// What the runtime reads from an image's configuration.

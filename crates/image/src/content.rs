@@ -13,12 +13,7 @@ use std::path::{Path, PathBuf};
 pub enum ContentError {
     /// Retrying will not help: the source served the wrong bytes.
     #[error("blob {expected} failed verification (got {actual}, {actual_size} bytes, expected {expected_size} bytes); nothing was stored")]
-    DigestMismatch {
-        expected: Digest,
-        actual: Digest,
-        expected_size: u64,
-        actual_size: u64,
-    },
+    DigestMismatch { expected: Digest, actual: Digest, expected_size: u64, actual_size: u64 },
     #[error("blob {0} not found in the content store")]
     NotFound(Digest),
     #[error("no space left on the device holding {path} while writing blob {digest}: free space and retry")]
@@ -72,11 +67,7 @@ impl ContentStore {
     /// Begin (or resume) writing `expected`. Blocks while another writer holds the lock; returns
     /// `Ok(None)` when, after acquiring it, the blob is already committed. Blocking: call from
     /// `spawn_blocking` in async code.
-    pub fn begin(
-        &self,
-        _expected: &Digest,
-        _expected_size: u64,
-    ) -> Result<Option<Ingest>, ContentError> {
+    pub fn begin(&self, _expected: &Digest, _expected_size: u64) -> Result<Option<Ingest>, ContentError> {
         todo!("ContentStore::begin")
     }
     /// Every committed blob digest.

@@ -19,22 +19,14 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions {
-            name: None,
-            platform: Platform::host(),
-            progress: crate::progress::discard(),
-        }
+        ImportOptions { name: None, platform: Platform::host(), progress: crate::progress::discard() }
     }
 }
 
 impl ImageStore {
     /// Import every image in `path` (a file: OCI or docker archive, possibly gzip-compressed;
     /// a directory: OCI layout). Blocking work runs on the blocking pool.
-    pub async fn import(
-        &self,
-        _path: &Path,
-        _options: ImportOptions,
-    ) -> Result<Vec<Image>, StoreError> {
+    pub async fn import(&self, _path: &Path, _options: ImportOptions) -> Result<Vec<Image>, StoreError> {
         todo!("ImageStore::import")
     }
 }

@@ -17,11 +17,7 @@ pub enum ManifestError {
     #[error("unsupported manifest media type {0:?} (Docker schema 1 is not supported)")]
     UnsupportedMediaType(String),
     #[error("no manifest for platform {wanted} in index {index}; available: {available}")]
-    NoMatchingPlatform {
-        wanted: Platform,
-        index: Digest,
-        available: String,
-    },
+    NoMatchingPlatform { wanted: Platform, index: Digest, available: String },
     #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
     InvalidPlatform(String),
 }
@@ -76,11 +72,7 @@ impl ManifestDocument {
     /// Parse `bytes` given the media type from the registry's `Content-Type` or the parent
     /// descriptor; when the media type is empty or generic, it is taken from the document's own
     /// `mediaType` field, or inferred (`manifests` → index, `config` → manifest).
-    pub fn parse(
-        _media_type: &str,
-        _digest: &Digest,
-        _bytes: &[u8],
-    ) -> Result<ManifestDocument, ManifestError> {
+    pub fn parse(_media_type: &str, _digest: &Digest, _bytes: &[u8]) -> Result<ManifestDocument, ManifestError> {
         todo!("ManifestDocument::parse")
     }
 }
@@ -91,11 +83,7 @@ pub struct Platform {
     pub architecture: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
     pub os_version: Option<String>,
 }
 
@@ -107,12 +95,7 @@ impl Platform {
             "aarch64" => "arm64",
             other => other,
         };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
-            os_version: None,
-        }
+        Platform { os: "linux".into(), architecture: architecture.into(), variant: None, os_version: None }
     }
 
     /// `os/arch[/variant]`.
@@ -139,11 +122,7 @@ impl fmt::Display for Platform {
 
 impl Index {
     /// Pick the manifest for `wanted`; the first match in document order wins, as containerd.
-    pub fn select(
-        &self,
-        _wanted: &Platform,
-        _index_digest: &Digest,
-    ) -> Result<&Descriptor, ManifestError> {
+    pub fn select(&self, _wanted: &Platform, _index_digest: &Digest) -> Result<&Descriptor, ManifestError> {
         todo!("Index::select")
     }
 }

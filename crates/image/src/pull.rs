@@ -20,11 +20,7 @@ pub struct PullOptions {
 
 impl Default for PullOptions {
     fn default() -> Self {
-        PullOptions {
-            platform: Platform::host(),
-            credentials: None,
-            progress: crate::progress::discard(),
-        }
+        PullOptions { platform: Platform::host(), credentials: None, progress: crate::progress::discard() }
     }
 }
 
@@ -33,11 +29,7 @@ impl ImageStore {
     /// of the same or overlapping images (each blob downloads once). Cancel-safe: dropping the
     /// future leaves partial downloads in `ingest/` for the next pull to resume, never a
     /// visible half image.
-    pub async fn pull(
-        &self,
-        _reference: &Reference,
-        _options: PullOptions,
-    ) -> Result<Image, StoreError> {
+    pub async fn pull(&self, _reference: &Reference, _options: PullOptions) -> Result<Image, StoreError> {
         todo!("ImageStore::pull")
     }
 }

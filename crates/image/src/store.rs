@@ -39,16 +39,10 @@ pub enum StoreError {
     Auth(#[from] AuthError),
     #[error("image {0:?} not found: `deckhand image ls` lists the images present")]
     ImageNotFound(String),
-    #[error(
-        "image {image} is in use by container(s) {containers}: remove them first, or pass --force"
-    )]
+    #[error("image {image} is in use by container(s) {containers}: remove them first, or pass --force")]
     InUse { image: String, containers: String },
     #[error("layer {digest} of {reference} failed verification: {message}; nothing was stored")]
-    Layer {
-        reference: String,
-        digest: Digest,
-        message: String,
-    },
+    Layer { reference: String, digest: Digest, message: String },
     #[error("import {path}: {message}")]
     Import { path: PathBuf, message: String },
     #[error("{0}")]
@@ -70,12 +64,7 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig {
-            data_dir: data_dir.into(),
-            registries: None,
-            docker_config: None,
-            max_concurrent_downloads: 3,
-        }
+        StoreConfig { data_dir: data_dir.into(), registries: None, docker_config: None, max_concurrent_downloads: 3 }
     }
 }
 
@@ -169,11 +158,7 @@ impl ImageStore {
         todo!("ImageStore::prune")
     }
     /// Prepare a container rootfs (active snapshot `container_id`) from an image.
-    pub fn prepare_rootfs(
-        &self,
-        _container_id: &str,
-        _image: &Image,
-    ) -> Result<OverlaySpec, StoreError> {
+    pub fn prepare_rootfs(&self, _container_id: &str, _image: &Image) -> Result<OverlaySpec, StoreError> {
         todo!("ImageStore::prepare_rootfs")
     }
     pub fn release_rootfs(&self, _container_id: &str) -> Result<(), StoreError> {

@@ -19,9 +19,7 @@ pub enum UnpackError {
     Tar(String),
     #[error("layer decompression failed: {0}")]
     Decompress(String),
-    #[error(
-        "hard link {entry:?} points to {target:?}, which is in neither this layer nor its parents"
-    )]
+    #[error("hard link {entry:?} points to {target:?}, which is in neither this layer nor its parents")]
     DanglingHardlink { entry: String, target: String },
     #[error("no space left on the device holding {0}: free space and retry")]
     NoSpace(PathBuf),

@@ -35,13 +35,7 @@ pub enum NodeKind {
     Fifo,
 }
 
-pub fn mknod(
-    _path: &Path,
-    _kind: NodeKind,
-    _mode: u32,
-    _major: u64,
-    _minor: u64,
-) -> Result<(), FsError> {
+pub fn mknod(_path: &Path, _kind: NodeKind, _mode: u32, _major: u64, _minor: u64) -> Result<(), FsError> {
     todo!("sys::fs::mknod")
 }
 

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
-    Basic {
-        username: String,
-        password: String,
-    },
+    Basic { username: String, password: String },
     /// OAuth2 refresh token (Docker's `identitytoken`), exchanged at the token endpoint.
     IdentityToken(String),
     /// A registry bearer token used as is (CRI `registry_token`).
@@ -48,14 +45,8 @@ impl DockerConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
-    Basic {
-        realm: String,
-    },
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        scope: Option<String>,
-    },
+    Basic { realm: String },
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
 impl Challenge {

@@ -10,49 +10,23 @@ use std::pin::Pin;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{reference}: registry {registry} requires authentication (HTTP 401): configure credentials in {hint}")]
-    Unauthorized {
-        reference: String,
-        registry: String,
-        hint: String,
-    },
+    Unauthorized { reference: String, registry: String, hint: String },
     #[error("{reference}: access denied by registry {registry} (HTTP 403)")]
     Forbidden { reference: String, registry: String },
     #[error("{reference}: manifest not found in registry {registry} (HTTP 404): check the repository name and tag")]
     ManifestNotFound { reference: String, registry: String },
     #[error("{reference}: blob {digest} not found in registry {registry} (HTTP 404)")]
-    BlobNotFound {
-        reference: String,
-        registry: String,
-        digest: Digest,
-    },
+    BlobNotFound { reference: String, registry: String, digest: Digest },
     #[error("{reference}: cannot resolve registry host {registry}: check the name or configure a mirror")]
     UnknownHost { reference: String, registry: String },
     #[error("{reference}: cannot connect to registry {endpoint}: {message}")]
-    Connect {
-        reference: String,
-        endpoint: String,
-        message: String,
-    },
+    Connect { reference: String, endpoint: String, message: String },
     #[error("{reference}: TLS error talking to {endpoint}: {message} (for a registry without TLS, configure it as insecure in registries.yaml)")]
-    Tls {
-        reference: String,
-        endpoint: String,
-        message: String,
-    },
+    Tls { reference: String, endpoint: String, message: String },
     #[error("{reference}: registry {endpoint} answered HTTP {status}: {body}")]
-    Status {
-        reference: String,
-        endpoint: String,
-        status: u16,
-        body: String,
-    },
+    Status { reference: String, endpoint: String, status: u16, body: String },
     #[error("{reference}: manifest from {registry} has digest {actual}, but {expected} was requested; nothing was stored")]
-    ManifestDigestMismatch {
-        reference: String,
-        registry: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    ManifestDigestMismatch { reference: String, registry: String, expected: Digest, actual: Digest },
     #[error("{reference}: {message}")]
     Protocol { reference: String, message: String },
 }
