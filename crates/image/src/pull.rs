@@ -318,6 +318,17 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         ingest = returned;
         match result {
             Ok(()) => break,
+            // The partial data does not fit what the registry has (416 Range Not Satisfiable):
+            // start over from byte 0 rather than fail.
+            Err(StoreError::Registry(RegistryError::Status { status: 416, .. }))
+                if have > 0 && attempt < MAX_ATTEMPTS =>
+            {
+                match truncate(ingest).await {
+                    (Some(truncated), Ok(())) => ingest = truncated,
+                    (_, result) => return result,
+                }
+                have = 0;
+            }
             Err(StoreError::Registry(e)) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
                 (ctx.progress)(ProgressEvent::LayerRetry {
                     digest: digest.clone(),
