@@ -707,3 +707,95 @@ async fn mirror_endpoint_path_prefix_is_kept() {
         .unwrap();
     assert_eq!(bytes, manifest);
 }
+
+fn tls_yaml(host: &str, fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k}: {v:?}")).collect();
+    format!(
+        "configs:\n  \"{host}\":\n    tls: {{ {} }}\n",
+        body.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_and_client_certificate() {
+    let certs = test_certs();
+    let registry = Registry::start_tls(&certs, true).await;
+    let reference = reference(&registry.host, "x", Some("v1"), None);
+    let (ca, cert, key) = (
+        ("ca_file", certs.ca.display().to_string()),
+        ("cert_file", certs.client_cert.display().to_string()),
+        ("key_file", certs.client_key.display().to_string()),
+    );
+
+    // Trusted CA and a client certificate: TLS works, and the registry answers 404.
+    let yaml = tls_yaml(&registry.host, &[ca.clone(), cert.clone(), key.clone()]);
+    let err = client_with(&yaml)
+        .resolve(&reference, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ManifestNotFound { .. }),
+        "{err:?}"
+    );
+
+    // insecure_skip_verify instead of the CA.
+    let yaml = tls_yaml(
+        &registry.host,
+        &[
+            cert.clone(),
+            key.clone(),
+            ("insecure_skip_verify", "true".into()),
+        ],
+    )
+    .replace("\"true\"", "true");
+    let err = client_with(&yaml)
+        .resolve(&reference, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ManifestNotFound { .. }),
+        "{err:?}"
+    );
+
+    // The server certificate is not trusted without the CA.
+    let yaml = tls_yaml(&registry.host, &[cert, key]);
+    let err = client_with(&yaml)
+        .resolve(&reference, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Tls { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+
+    // Without a client certificate the registry refuses the handshake. With TLS 1.3 the client
+    // has finished its side before the server checks, so it may only see the connection close.
+    let yaml = tls_yaml(&registry.host, &[ca]);
+    let err = client_with(&yaml)
+        .resolve(&reference, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Tls { .. } | RegistryError::Connect { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn unreadable_tls_files_are_reported_with_the_config_key() {
+    let yaml = tls_yaml(
+        "127.0.0.1:1",
+        &[("ca_file", "/nonexistent/ca.pem".to_string())],
+    );
+    let err = client_with(&yaml)
+        .resolve(&reference("127.0.0.1:1", "x", Some("v1"), None), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Tls { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("/nonexistent/ca.pem") && text.contains("configs.\"127.0.0.1:1\".tls"),
+        "{text}"
+    );
+}

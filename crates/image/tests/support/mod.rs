@@ -11,7 +11,7 @@ use deckhand_image::reference::Reference;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,12 +55,33 @@ impl Registry {
 
     /// With `Some((user, pass))`, the registry requires HTTP basic auth (htpasswd).
     pub async fn start_with(basic_auth: Option<(&str, &str)>) -> Registry {
+        Registry::start_full(basic_auth, None).await
+    }
+
+    /// HTTPS with `tls` certificates; with `require_client_cert`, clients must present a
+    /// certificate signed by the test CA.
+    pub async fn start_tls(tls: &TestCerts, require_client_cert: bool) -> Registry {
+        let mut http = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            tls.server_cert.display(),
+            tls.server_key.display()
+        );
+        if require_client_cert {
+            http.push_str(&format!("    clientcas:\n      - {}\n", tls.ca.display()));
+        }
+        Registry::start_full(None, Some(http)).await
+    }
+
+    async fn start_full(basic_auth: Option<(&str, &str)>, http_extra: Option<String>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
+        if let Some(extra) = &http_extra {
+            config.push_str(extra);
+        }
         if let Some((user, pass)) = basic_auth {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, pass])
@@ -94,16 +115,10 @@ impl Registry {
             basic_auth: basic_auth.map(|(u, p)| (u.to_string(), p.to_string())),
             _dir: dir,
         };
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if let Ok(resp) = client
-                .get(format!("http://{}/v2/", registry.host))
-                .send()
-                .await
-            {
-                if resp.status().is_success() || resp.status() == 401 {
-                    return registry;
-                }
+        // Listening is enough: the registry serves as soon as it accepts.
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(&registry.host).await.is_ok() {
+                return registry;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -483,6 +498,95 @@ pub fn ranged(request: &Request, data: &[u8]) -> Response {
     Response::new(200, data.to_vec())
 }
 
-pub fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
+/// A test CA with a server certificate for 127.0.0.1 and a client certificate, made with the
+/// `openssl` CLI.
+pub struct TestCerts {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_certs() -> TestCerts {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=deckhand test CA",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=deckhand")] {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let pem = format!("{name}.pem");
+        let ext = format!("{name}.ext");
+        run(&[
+            &["req"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr, "-subj", subject],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ]);
+    }
+    TestCerts {
+        ca: d.join("ca.pem"),
+        server_cert: d.join("server.pem"),
+        server_key: d.join("server.key"),
+        client_cert: d.join("client.pem"),
+        client_key: d.join("client.key"),
+        _dir: dir,
+    }
 }
