@@ -799,3 +799,36 @@ async fn unreadable_tls_files_are_reported_with_the_config_key() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn blobs_come_from_the_endpoint_that_last_answered() {
+    let registry = Registry::start().await;
+    let data = b"layer bytes".to_vec();
+    registry.push_blob("lib/app", &data).await;
+    // A mirror that answers 503 to everything, and counts how often it is asked.
+    let mirror = FakeServer::start(|_| Response::new(503, "")).await;
+    let yaml = format!(
+        "mirrors:\n  \"{}\":\n    endpoint: [\"http://{}\"]\n",
+        registry.host, mirror.addr
+    );
+    let client = client_with(&yaml);
+    let r = reference(&registry.host, "lib/app", Some("v1"), None);
+    for _ in 0..3 {
+        let (_, body) = collect(
+            client
+                .fetch_blob(&r, &blob_descriptor(&data), 0, None)
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(body, data);
+    }
+    assert_eq!(
+        mirror.requests().len(),
+        1,
+        "the failing mirror is asked once, then skipped"
+    );
+    // Resolving a tag still asks the mirror first.
+    let _ = client.resolve(&r, None).await;
+    assert_eq!(mirror.requests().len(), 2);
+}

@@ -130,10 +130,24 @@ pub struct RegistryClient {
 
 struct Inner {
     config: ClientConfig,
-    /// One HTTP client per `configs` host: TLS settings differ per host. Errors building one are
-    /// cached too, so a bad CA file is reported on every pull, not only the first.
+    /// One HTTP client per `configs` host: TLS settings differ per host. Only successes are
+    /// cached, so a fixed CA file is picked up by the next pull.
     http: Mutex<HashMap<String, reqwest::Client>>,
     auth: Mutex<HashMap<AuthKey, CachedAuth>>,
+    /// Per `registry/repository`, the endpoint that last answered. Blob and manifest fetches
+    /// start there: when a mirror is down, each layer of a pull would otherwise wait for it
+    /// again before falling through.
+    last_good: Mutex<HashMap<String, url::Url>>,
+}
+
+/// In which order [`RegistryClient::each_endpoint`] tries the endpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// Mirrors then the registry, as configured: tags must come from the first that has them.
+    Configured,
+    /// The endpoint that last answered for this repository first: content-addressed objects
+    /// are the same wherever they come from.
+    LastGoodFirst,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -224,6 +238,7 @@ impl RegistryClient {
                 config,
                 http: Mutex::new(HashMap::new()),
                 auth: Mutex::new(HashMap::new()),
+                last_good: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -241,7 +256,7 @@ impl RegistryClient {
         reference: &Reference,
         creds: Option<&Credentials>,
     ) -> Result<(Descriptor, Vec<u8>), RegistryError> {
-        self.each_endpoint(reference, creds, |target| async move {
+        self.each_endpoint(reference, creds, Order::Configured, |target| async move {
             let expected = reference.digest.clone();
             let accept = media::MANIFEST_ACCEPT.join(", ");
             self.get_manifest(&target, &reference.object(), &accept, expected.as_ref())
@@ -258,25 +273,30 @@ impl RegistryClient {
         creds: Option<&Credentials>,
     ) -> Result<Vec<u8>, RegistryError> {
         let (_, bytes) = self
-            .each_endpoint(reference, creds, |target| async move {
-                let mut accept: Vec<&str> = Vec::new();
-                if !descriptor.media_type.is_empty() {
-                    accept.push(&descriptor.media_type);
-                }
-                accept.extend(
-                    media::MANIFEST_ACCEPT
-                        .iter()
-                        .filter(|m| **m != descriptor.media_type),
-                );
-                let object = descriptor.digest.to_string();
-                self.get_manifest(
-                    &target,
-                    &object,
-                    &accept.join(", "),
-                    Some(&descriptor.digest),
-                )
-                .await
-            })
+            .each_endpoint(
+                reference,
+                creds,
+                Order::LastGoodFirst,
+                |target| async move {
+                    let mut accept: Vec<&str> = Vec::new();
+                    if !descriptor.media_type.is_empty() {
+                        accept.push(&descriptor.media_type);
+                    }
+                    accept.extend(
+                        media::MANIFEST_ACCEPT
+                            .iter()
+                            .filter(|m| **m != descriptor.media_type),
+                    );
+                    let object = descriptor.digest.to_string();
+                    self.get_manifest(
+                        &target,
+                        &object,
+                        &accept.join(", "),
+                        Some(&descriptor.digest),
+                    )
+                    .await
+                },
+            )
             .await?;
         Ok(bytes)
     }
@@ -290,7 +310,7 @@ impl RegistryClient {
         offset: u64,
         creds: Option<&Credentials>,
     ) -> Result<BlobStream, RegistryError> {
-        self.each_endpoint(reference, creds, |target| async move {
+        self.each_endpoint(reference, creds, Order::LastGoodFirst, |target| async move {
             let url = target.url(&format!("blobs/{}", descriptor.digest))?;
             let mut headers = HeaderMap::new();
             if offset > 0 {
@@ -345,15 +365,27 @@ impl RegistryClient {
         &self,
         reference: &'r Reference,
         creds: Option<&Credentials>,
+        order: Order,
         attempt: F,
     ) -> Result<T, RegistryError>
     where
         F: Fn(Target<'r>) -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
-        let endpoints = self.inner.config.registries.endpoints(&reference.registry);
+        let mut endpoints = self.inner.config.registries.endpoints(&reference.registry);
+        let repository = reference.name();
+        if order == Order::LastGoodFirst {
+            if let Some(good) = lock(&self.inner.last_good).get(&repository) {
+                if let Some(pos) = endpoints.iter().position(|e| e.base == *good) {
+                    let preferred = endpoints.remove(pos);
+                    endpoints.insert(0, preferred);
+                }
+            }
+        }
         let mut last = None;
-        for endpoint in endpoints {
+        let mut registry_failed = false;
+        let count = endpoints.len();
+        for (i, endpoint) in endpoints.into_iter().enumerate() {
             let credentials = self.credentials_for(&endpoint, creds);
             let is_mirror = endpoint.is_mirror;
             let base = endpoint.base.clone();
@@ -363,12 +395,25 @@ impl RegistryClient {
                 credentials,
             };
             match attempt(target).await {
-                Ok(value) => return Ok(value),
-                Err(e) if is_mirror => {
-                    tracing::info!(mirror = %base, error = %e, "mirror failed; trying the next endpoint");
-                    last = Some(e);
+                Ok(value) => {
+                    if count > 1 {
+                        lock(&self.inner.last_good).insert(repository, base);
+                    }
+                    return Ok(value);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if i + 1 < count {
+                        tracing::info!(endpoint = %base, error = %e, "endpoint failed; trying the next one");
+                    }
+                    // The registry's own answer explains a failure best; a mirror's only when
+                    // the registry was not asked.
+                    if !is_mirror || !registry_failed {
+                        last = Some(e);
+                    }
+                    if !is_mirror {
+                        registry_failed = true;
+                    }
+                }
             }
         }
         Err(last.unwrap_or_else(|| RegistryError::Protocol {
