@@ -64,7 +64,7 @@ fn pseudo_random(len: usize) -> Vec<u8> {
 }
 
 fn three_layer_image() -> TestImage {
-    let big = pseudo_random(3_000_000);
+    let big = pseudo_random(1_000_000);
     image(
         vec![
             layer(
@@ -381,4 +381,55 @@ async fn concurrent_pulls_of_one_image_both_succeed() {
         store.pull(&reference, PullOptions::default())
     );
     assert_eq!(a.unwrap().id, b.unwrap().id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_of_a_missing_blob_fails_at_once_without_retries() {
+    require_root();
+    let img = three_layer_image();
+    let missing = img.layers[2].digest.clone();
+    // The server knows the manifest but not the last layer.
+    let served = TestImage {
+        layers: img.layers.iter().take(2).map(|l| layer_copy(l)).collect(),
+        config: img.config.clone(),
+        config_digest: img.config_digest.clone(),
+        manifest: img.manifest.clone(),
+        manifest_digest: img.manifest_digest.clone(),
+    };
+    let server = flaky_registry(&served, None, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), 3);
+    let (sink, events) = recorder();
+    let started = std::time::Instant::now();
+    let err = store
+        .pull(
+            &reference(&server.addr, "missing", Some("v1"), None),
+            options(sink),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Registry(deckhand_image::registry::RegistryError::BlobNotFound { digest, .. }) if *digest == missing),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "no backoff for a 404"
+    );
+    assert!(!events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| matches!(e, ProgressEvent::LayerRetry { .. })));
+    assert!(store.list().unwrap().is_empty());
+}
+
+fn layer_copy(l: &TestLayer) -> TestLayer {
+    TestLayer {
+        tar: l.tar.clone(),
+        blob: l.blob.clone(),
+        media_type: l.media_type,
+        diff_id: l.diff_id.clone(),
+        digest: l.digest.clone(),
+    }
 }
