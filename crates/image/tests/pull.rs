@@ -126,7 +126,7 @@ async fn pull_stores_blobs_snapshots_and_record() {
         std::fs::metadata(snapshots.fs_path(&chains[1]).join("usr/share/big.bin"))
             .unwrap()
             .len(),
-        3_000_000
+        1_000_000
     );
     assert_eq!(store.get(&image.name).unwrap(), image);
 
