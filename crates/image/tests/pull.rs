@@ -433,3 +433,70 @@ fn layer_copy(l: &TestLayer) -> TestLayer {
         digest: l.digest.clone(),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_pull_leaves_no_image_and_the_next_one_resumes() {
+    require_root();
+    let big = pseudo_random(2_000_000);
+    let img = image(vec![layer(&[("big.bin", &big)], false)], &Platform::host());
+    let layer = layer_copy(&img.layers[0]);
+    let (manifest, config, config_digest) = (
+        img.manifest.clone(),
+        img.config.clone(),
+        img.config_digest.clone(),
+    );
+    let stall = 1_200_000;
+    let first_blob_request = Arc::new(Mutex::new(true));
+    let server = FakeServer::start(move |req| {
+        if req.path().contains("/manifests/") {
+            return Response::new(200, manifest.clone())
+                .header("content-type", media::OCI_MANIFEST);
+        }
+        if req.path().ends_with(&config_digest.to_string()) {
+            return Response::new(200, config.clone());
+        }
+        if std::mem::replace(&mut *first_blob_request.lock().unwrap(), false) {
+            // The first download stalls half-way: the pull is cancelled meanwhile.
+            let mut response = Response::new(200, layer.blob.clone());
+            response.stall_at = Some(stall);
+            return response;
+        }
+        ranged(req, &layer.blob)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), 3);
+    let reference = reference(&server.addr, "cancel", Some("v1"), None);
+
+    let progressed = Arc::new(tokio::sync::Notify::new());
+    let notify = progressed.clone();
+    let sink: ProgressSink = Arc::new(move |e| {
+        if matches!(e, ProgressEvent::LayerProgress { downloaded, .. } if downloaded >= 1_000_000) {
+            notify.notify_one();
+        }
+    });
+    tokio::select! {
+        result = store.pull(&reference, options(sink)) => panic!("the pull should stall, not finish: {result:?}"),
+        _ = progressed.notified() => {}
+    }
+    assert!(
+        store.list().unwrap().is_empty(),
+        "a cancelled pull records nothing"
+    );
+
+    let (sink, events) = recorder();
+    let image = store.pull(&reference, options(sink)).await.unwrap();
+    assert_eq!(image.id, img.config_digest);
+    let events = events.lock().unwrap().clone();
+    let offset = events
+        .iter()
+        .find_map(|e| match e {
+            ProgressEvent::LayerStarted { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .expect("the layer was downloaded");
+    assert!(
+        offset >= 512 << 10 && offset <= stall as u64,
+        "resumed from {offset}"
+    );
+}

@@ -349,6 +349,9 @@ pub struct Response {
     /// Send only this many body bytes, then close (a cut connection). The Content-Length
     /// header still announces the whole body.
     pub truncate_at: Option<usize>,
+    /// Send this many body bytes, then stall for a minute before the rest (a slow transfer
+    /// to cancel in the middle).
+    pub stall_at: Option<usize>,
 }
 
 impl Response {
@@ -358,6 +361,7 @@ impl Response {
             headers: Vec::new(),
             body: body.into(),
             truncate_at: None,
+            stall_at: None,
         }
     }
     pub fn header(mut self, name: &str, value: impl Into<String>) -> Response {
@@ -477,6 +481,13 @@ async fn serve_connection(
             stream.write_all(&response.body[..cut]).await?;
             stream.flush().await?;
             return Ok(());
+        }
+        if let Some(stall) = response.stall_at {
+            stream.write_all(&response.body[..stall]).await?;
+            stream.flush().await?;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            stream.write_all(&response.body[stall..]).await?;
+            continue;
         }
         stream.write_all(&response.body).await?;
     }
