@@ -390,7 +390,7 @@ async fn pull_of_a_missing_blob_fails_at_once_without_retries() {
     let missing = img.layers[2].digest.clone();
     // The server knows the manifest but not the last layer.
     let served = TestImage {
-        layers: img.layers.iter().take(2).map(|l| layer_copy(l)).collect(),
+        layers: img.layers.iter().take(2).map(layer_copy).collect(),
         config: img.config.clone(),
         config_digest: img.config_digest.clone(),
         manifest: img.manifest.clone(),
