@@ -21,7 +21,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("layer diff ID mismatch for snapshot {chain}: the layer unpacked to {actual}, the image config says {expected}; nothing was stored")]
-    DiffIdMismatch { chain: Digest, expected: Digest, actual: Digest },
+    DiffIdMismatch {
+        chain: Digest,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("snapshot {0} does not exist")]
     NotFound(Digest),
     #[error("parent snapshot {parent} of {chain} does not exist")]
@@ -95,7 +99,12 @@ impl Snapshotter {
     }
     /// Create an active snapshot `key` (a container ID) on `top`: fresh upper and work dirs.
     /// Returns the overlay to mount as the container's rootfs.
-    pub fn prepare(&self, _key: &str, _image: &Digest, _top: &Digest) -> Result<OverlaySpec, SnapshotError> {
+    pub fn prepare(
+        &self,
+        _key: &str,
+        _image: &Digest,
+        _top: &Digest,
+    ) -> Result<OverlaySpec, SnapshotError> {
         todo!("Snapshotter::prepare")
     }
     /// The overlay spec of an existing active snapshot (after a restart).

@@ -273,6 +273,22 @@ pub fn syncfs(path: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Open the directory at `path` for metadata changes (`fchmod`, `futimens`), refusing a final
+/// symlink (ELOOP) or a non-directory (ENOTDIR): a layer that swapped a directory for a symlink
+/// must not get its chmod applied to whatever the symlink points at.
+pub fn open_dir_nofollow(path: &Path) -> Result<std::fs::File, FsError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|source| FsError::Io {
+            op: "open directory",
+            path: path.display().to_string(),
+            source,
+        })
+}
+
 // From <linux/fs.h>; libc does not export them.
 const FS_IMMUTABLE_FL: libc::c_long = 0x0000_0010;
 const FS_APPEND_FL: libc::c_long = 0x0000_0020;
@@ -443,6 +459,24 @@ mod tests {
         assert_eq!(std::fs::metadata(&file).unwrap().mtime(), before);
         lutimes(&file, (0, 0), (42, 0)).unwrap();
         assert_eq!(std::fs::metadata(&file).unwrap().mtime(), 42);
+    }
+
+    #[test]
+    fn open_dir_nofollow_refuses_symlinks_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        open_dir_nofollow(dir.path()).unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert_eq!(
+            open_dir_nofollow(&link).unwrap_err().raw_os_error(),
+            Some(libc::ELOOP)
+        );
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            open_dir_nofollow(&file).unwrap_err().raw_os_error(),
+            Some(libc::ENOTDIR)
+        );
     }
 
     #[test]
