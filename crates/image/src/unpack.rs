@@ -226,10 +226,11 @@ struct Meta {
 impl Meta {
     fn from_entry<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
         let h = entry.header();
-        let mode = h.mode()? & 0o7777;
-        let mut uid = h.uid()?;
-        let mut gid = h.gid()?;
-        let mut mtime = (h.mtime()? as i64, 0);
+        let old = h.as_old();
+        let mode = lenient(&old.mode, h.mode().map(u64::from))? as u32 & 0o7777;
+        let mut uid = lenient(&old.uid, h.uid())?;
+        let mut gid = lenient(&old.gid, h.gid())?;
+        let mut mtime = (lenient(&old.mtime, h.mtime())? as i64, 0);
         let mut atime = None;
         let mut xattrs = Vec::new();
         if let Some(pax) = entry.pax_extensions()? {
@@ -260,6 +261,16 @@ impl Meta {
             mtime,
             xattrs,
         })
+    }
+}
+
+/// A numeric header field that some writers leave blank (all NULs or spaces) reads as 0, as
+/// GNU tar reads it; anything else unparseable is an error.
+fn lenient(raw: &[u8], parsed: io::Result<u64>) -> io::Result<u64> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        Err(e) => Err(e),
     }
 }
 
