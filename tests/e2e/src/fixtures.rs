@@ -18,7 +18,7 @@ use sha2::{Digest as _, Sha256};
 pub const TAG: &str = "1";
 
 /// Bumped whenever the content of a fixture changes, so cached fixture dirs are rebuilt.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 /// Fixed mtime of every tar entry (2023-11-14T22:13:20Z).
 pub const MTIME: u64 = 1_700_000_000;
@@ -141,10 +141,15 @@ pub fn shared(cache_root: &Path) -> Fixtures {
 
 /// Writes every fixture into `out` (which is created).
 pub fn build_all(out: &Path) -> Result<Fixtures> {
+    build(out, ALL)
+}
+
+/// Writes the named fixtures into `out` (which is created).
+pub fn build(out: &Path, names: &[&str]) -> Result<Fixtures> {
     fs::create_dir_all(out)?;
     let busybox = fs::read("/bin/busybox")
         .context("read /bin/busybox (install Debian's busybox-static)")?;
-    for name in ALL {
+    for name in names {
         build_one(out, name, &busybox).with_context(|| format!("fixture {name}"))?;
     }
     Ok(Fixtures { root: out.to_path_buf() })
@@ -356,7 +361,7 @@ fn multilayer_layers(busybox: &[u8]) -> Vec<Tar> {
     l2.file("replace-dir", b"now a regular file\n", 0o644, 0, 0);
     l2.dir("links2", 0o755, 0, 0);
     l2.file("links2/a", b"hard linked within layer 2\n", 0o644, 1000, 1000);
-    l2.hardlink("links2/b", "links2/a");
+    l2.hardlink_owned("links2/b", "links2/a", 0o644, 1000, 1000);
     l2.symlink("links2/to-layer1", "/links/target.txt");
 
     // Layer 3: delete a whole tree, recreate a deleted file, metadata-only change, file -> dir.
@@ -437,8 +442,15 @@ impl Tar {
         self.builder.append_link(&mut h, path, target).expect("append symlink");
     }
 
+    /// A hard link to `target`, an earlier entry of the same layer. The header repeats the
+    /// target's mode and owner: unpackers disagree on whether a link header's metadata applies
+    /// to the shared inode (containerd chowns it, umoci does not), so fixtures keep them equal.
     pub fn hardlink(&mut self, path: &str, target: &str) {
-        let mut h = Self::header(tar::EntryType::Link, 0o644, 0, 0);
+        self.hardlink_owned(path, target, 0o644, 0, 0);
+    }
+
+    pub fn hardlink_owned(&mut self, path: &str, target: &str, mode: u32, uid: u64, gid: u64) {
+        let mut h = Self::header(tar::EntryType::Link, mode, uid, gid);
         h.set_size(0);
         self.builder.append_link(&mut h, path, target).expect("append hardlink");
     }

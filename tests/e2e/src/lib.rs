@@ -2,9 +2,21 @@
 //! OCI layouts), a real `docker-registry` harness, and helpers that run the `deckhand` binary.
 //! Tests live in `tests/e2e/tests/`.
 
+pub mod containerd;
 pub mod deckhand;
 pub mod expect;
 pub mod fixtures;
 pub mod registry;
 pub mod rootfs;
 pub mod util;
+
+use std::path::Path;
+
+/// Common start of every e2e test: root check (loud failure), a private mount namespace for
+/// this test's thread, and the shared fixture set (built once under `cache_root`, normally
+/// `env!("CARGO_TARGET_TMPDIR")`).
+pub fn setup(cache_root: &str) -> fixtures::Fixtures {
+    util::require_root();
+    util::private_mount_namespace();
+    fixtures::shared(Path::new(cache_root))
+}
