@@ -1,5 +1,50 @@
-//! The deckhand binary: parses flags and wires the crates together. No logic lives here.
+//! The deckhand binary: parses flags, sets up logging, and hands each command to the crate
+//! that owns it. No logic lives here beyond presentation (progress bars, tables).
 
-fn main() {
-    println!("deckhand");
+mod cli;
+mod image_cmd;
+mod progress;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line: what failed, on what, why.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Image(args) => image_cmd::run(&cli.data_dir, args).await,
+    }
+}
+
+/// Logs go to stderr so command output (tables, JSON) stays clean on stdout. `RUST_LOG` wins
+/// over `--log-level`.
+fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
+pub mod verify;
 
 pub use config::ImageConfig;
 pub use digest::Digest;

@@ -1,0 +1,125 @@
+//! Command-line interface (the contract in DESIGN.md: command names and flags are stable).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deckhand",
+    version,
+    about = "A Kubernetes worker node in one binary: kubelet, container runtime, service proxy, CNI, DNS and storage.",
+    long_about = None
+)]
+pub struct Cli {
+    /// Where deckhand keeps its state: images, containers, certificates, logs.
+    #[arg(
+        long,
+        global = true,
+        env = "DECKHAND_DATA_DIR",
+        default_value = "/var/lib/deckhand"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Log filter for stderr (error, warn, info, debug, trace, or a tracing directive such as
+    /// `deckhand_image=debug`). `RUST_LOG` overrides it.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the node's image store: pull, import, list, inspect, remove, prune, verify.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Pull an image from a registry (mirrors, TLS and credentials from
+    /// `<data-dir>/registries.yaml`; credentials also from Docker's config.json).
+    Pull(PullArgs),
+    /// Import images from an OCI archive, a docker-archive (`docker save`), or an OCI layout
+    /// directory; the file may be gzip-compressed.
+    Import(ImportArgs),
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Show an image's record and configuration as JSON.
+    Inspect(InspectArgs),
+    /// Remove images by name, ID or digest, then free blobs and snapshots nothing uses.
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Delete blobs, snapshots and partial downloads that no image or container uses.
+    Prune,
+    /// Re-hash every blob and check every image's snapshots; exits non-zero on any problem.
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference, e.g. `busybox`, `127.0.0.1:5000/app:1`, `repo@sha256:…`.
+    pub reference: String,
+    /// Platform to pick from a multi-platform image, `os/arch[/variant]`. Defaults to this host.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry credentials `USER:PASSWORD` (overrides registries.yaml and config.json).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// Docker config.json to read credentials from (default `$DOCKER_CONFIG/config.json`,
+    /// then `~/.docker/config.json`).
+    #[arg(long, value_name = "PATH")]
+    pub docker_config: Option<PathBuf>,
+    /// Print only the image ID when done.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Archive file or OCI layout directory.
+    pub path: PathBuf,
+    /// Name for the image when the archive carries none (or to rename a single image).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Platform to pick from a multi-platform archive, `os/arch[/variant]`.
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print image IDs only.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Show repo digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Output format: `table` or `json`.
+    #[arg(long, short, default_value = "table")]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Image name, ID (or unique prefix) or digest.
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Images to remove: names, IDs (or unique prefixes) or digests.
+    #[arg(required = true)]
+    pub references: Vec<String>,
+    /// Remove even if a container's root file system still uses the image.
+    #[arg(long, short)]
+    pub force: bool,
+}
