@@ -832,3 +832,32 @@ async fn blobs_come_from_the_endpoint_that_last_answered() {
     let _ = client.resolve(&r, None).await;
     assert_eq!(mirror.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn bearer_is_chosen_when_challenges_come_in_separate_headers() {
+    let manifest = small_image().manifest;
+    let m = manifest.clone();
+    let addr = Arc::new(std::sync::OnceLock::<String>::new());
+    let a = addr.clone();
+    let server = FakeServer::start(move |req| {
+        if req.path() == "/token" {
+            return Response::new(200, r#"{"token":"tok-9"}"#);
+        }
+        if req.header("authorization") == Some("Bearer tok-9") {
+            return Response::new(200, m.clone()).header("content-type", media::OCI_MANIFEST);
+        }
+        Response::new(401, "")
+            .header("www-authenticate", "Negotiate")
+            .header(
+                "www-authenticate",
+                format!(r#"Bearer realm="http://{}/token""#, a.get().unwrap()),
+            )
+    })
+    .await;
+    addr.set(server.addr.clone()).unwrap();
+    let (_, bytes) = client()
+        .resolve(&reference(&server.addr, "x", Some("v1"), None), None)
+        .await
+        .unwrap();
+    assert_eq!(bytes, manifest);
+}

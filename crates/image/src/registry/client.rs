@@ -580,14 +580,19 @@ impl RegistryClient {
                 return Err(unauthorized(target));
             }
             challenged = true;
-            let Some(header) = response
+            // Some registries send one header per scheme (Basic and Bearer): parse them as the
+            // one comma-separated list HTTP says they are equivalent to.
+            let header = response
                 .headers()
-                .get(WWW_AUTHENTICATE)
-                .and_then(|h| h.to_str().ok())
-            else {
+                .get_all(WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|h| h.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if header.is_empty() {
                 return Err(unauthorized(target));
-            };
-            let challenge = Challenge::parse(header).map_err(|e| RegistryError::Protocol {
+            }
+            let challenge = Challenge::parse(&header).map_err(|e| RegistryError::Protocol {
                 reference: target.reference(),
                 message: format!(
                     "registry {} sent an unusable auth challenge: {e}",
