@@ -278,6 +278,27 @@ impl<R: Read> Read for CountingReader<R> {
 /// Download one layer into the content store, resuming a partial ingest and retrying
 /// transient failures with exponential backoff.
 async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), StoreError> {
+    match download_pass(ctx, layer, true).await? {
+        Pass::Done => Ok(()),
+        // The commit removed the bad partial file, so this pass starts from byte 0; a
+        // mismatch now is the registry's fault and fails the pull.
+        Pass::Restart => download_pass(ctx, layer, false).await.map(|_| ()),
+    }
+}
+
+/// How a download pass ended without an error.
+enum Pass {
+    Done,
+    /// The blob failed verification after resuming data an earlier, interrupted pull left
+    /// (unsynced pages lost in a crash read back as zeros): worth one download from scratch.
+    Restart,
+}
+
+async fn download_pass(
+    ctx: &PullContext,
+    layer: &Descriptor,
+    may_restart: bool,
+) -> Result<Pass, StoreError> {
     let digest = layer.digest.clone();
     let size = layer.size;
     let begin = {
@@ -290,7 +311,7 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
     };
     let Some(mut ingest) = begin else {
         (ctx.progress)(ProgressEvent::LayerExists { digest, size });
-        return Ok(());
+        return Ok(Pass::Done);
     };
     let started = Instant::now();
     let mut have = ingest.offset();
@@ -298,10 +319,11 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         // Longer than the blob can be: garbage from some earlier bug; start over.
         match truncate(ingest).await {
             (Some(truncated), Ok(())) => ingest = truncated,
-            (_, result) => return result,
+            (_, result) => return result.map(|()| Pass::Done),
         }
         have = 0;
     }
+    let resumed = have > 0;
     (ctx.progress)(ProgressEvent::LayerStarted {
         digest: digest.clone(),
         size,
@@ -313,7 +335,7 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         attempt += 1;
         let (returned, result) = stream_into(ctx, layer, ingest, &mut have).await;
         let Some(returned) = returned else {
-            return result;
+            return result.map(|()| Pass::Done);
         };
         ingest = returned;
         match result {
@@ -325,7 +347,7 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
             {
                 match truncate(ingest).await {
                     (Some(truncated), Ok(())) => ingest = truncated,
-                    (_, result) => return result,
+                    (_, result) => return result.map(|()| Pass::Done),
                 }
                 have = 0;
             }
@@ -347,14 +369,31 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         .map_err(join_error)?;
     match committed {
         Ok(()) => {}
-        Err(ContentError::DigestMismatch { actual, actual_size, expected_size, .. }) => {
+        Err(ContentError::DigestMismatch {
+            actual,
+            actual_size,
+            expected_size,
+            ..
+        }) => {
+            if resumed && may_restart {
+                let error = format!(
+                    "layer failed verification after resuming a partial download from an earlier pull; downloading it again from the start (got {actual})"
+                );
+                tracing::warn!(layer = %digest, "{error}");
+                (ctx.progress)(ProgressEvent::LayerRetry {
+                    digest,
+                    attempt,
+                    error,
+                });
+                return Ok(Pass::Restart);
+            }
             return Err(StoreError::Layer {
                 reference: ctx.reference.to_string(),
                 digest,
                 message: format!(
                     "the registry served {actual_size} bytes hashing to {actual} where {expected_size} bytes were expected"
                 ),
-            })
+            });
         }
         Err(e) => return Err(e.into()),
     }
@@ -363,7 +402,7 @@ async fn download_layer(ctx: &PullContext, layer: &Descriptor) -> Result<(), Sto
         size,
         elapsed: started.elapsed(),
     });
-    Ok(())
+    Ok(Pass::Done)
 }
 
 /// One attempt: request the blob from `*have` on and write what arrives. Hands the ingest

@@ -500,3 +500,50 @@ async fn a_cancelled_pull_leaves_no_image_and_the_next_one_resumes() {
         "resumed from {offset}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_partial_download_is_downloaded_again_from_scratch() {
+    require_root();
+    let registry = Registry::start().await;
+    let img = three_layer_image();
+    registry.push_image("badpartial", "v1", &img).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), 3);
+    // What a crash can leave: the first half of the layer, with pages that never reached the
+    // disk read back as zeros.
+    let big = &img.layers[1];
+    let half = big.blob.len() / 2;
+    {
+        let mut ingest = store
+            .content()
+            .begin(&big.digest, big.blob.len() as u64)
+            .unwrap()
+            .unwrap();
+        ingest.write(&big.blob[..half / 2]).unwrap();
+        ingest.write(&vec![0u8; half - half / 2]).unwrap();
+    }
+    let (sink, events) = recorder();
+    let image = store
+        .pull(
+            &reference(&registry.host, "badpartial", Some("v1"), None),
+            options(sink),
+        )
+        .await
+        .unwrap();
+    assert_eq!(image.id, img.config_digest);
+    assert!(store.content().contains(&big.digest));
+    let events = events.lock().unwrap().clone();
+    let starts: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProgressEvent::LayerStarted { digest, offset, .. } if *digest == big.digest => {
+                Some(*offset)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, [half as u64, 0], "resumed, then started over");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ProgressEvent::LayerRetry { digest, .. } if *digest == big.digest)));
+}
