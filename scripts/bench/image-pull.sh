@@ -52,7 +52,8 @@ wait_until() { # seconds, command...
 
 # 1. Fixtures.
 log "building fixtures"
-(cd "$ROOT" && $CARGO build --release -q -p deckhand-e2e --bin fixtures)
+(cd "$ROOT" && $CARGO build --release -q -p deckhand-e2e --bin fixtures 2>/dev/null) ||
+	(cd "$ROOT" && $CARGO build --release -p deckhand-e2e --bin fixtures)
 "$TARGET/release/fixtures" "$WORK/fixtures" >/dev/null
 
 # 2. Registry.
@@ -109,15 +110,15 @@ wait_until 20 "${CTR[@]}" version || die "containerd did not start: $(tail -20 "
 CONTENT_DIR="$C/root/io.containerd.content.v1.content/blobs/sha256"
 SNAP_DIR="$C/root/io.containerd.snapshotter.v1.overlayfs/snapshots"
 
-count() { find "$1" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+count() { (find "$1" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l; }
 
 # Cold-start check for containerd: after `images rm --sync` nothing may be left.
 cat >"$WORK/ctr-reset.sh" <<SH
 #!/usr/bin/env bash
 set -euo pipefail
 ${CTR[*]} images rm --sync "\$1" >/dev/null 2>&1 || true
-blobs=\$(find "$CONTENT_DIR" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-snaps=\$(find "$SNAP_DIR" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+blobs=\$( (find "$CONTENT_DIR" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
+snaps=\$( (find "$SNAP_DIR" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
 if [ "\$blobs" != 0 ] || [ "\$snaps" != 0 ]; then
 	echo "containerd not cold: \$blobs blobs, \$snaps snapshots left" >&2; exit 1
 fi
@@ -139,7 +140,7 @@ for img in $IMAGES; do
 	UNCOMPRESSED=$(jq '.images[0].uncompressed_size' "$INFO")
 	LAYERS=$(jq '.images[0].layers | length' "$INFO")
 
-	"$WORK/ctr-reset.sh" "$REF"
+	"$WORK/ctr-reset.sh" "$REF" || die "could not reset containerd to a cold store"
 	"${CTR[@]}" images pull --plain-http "$REF" >/dev/null
 	[ "$(count "$SNAP_DIR")" = "$LAYERS" ] || die "ctr pull of $img did not unpack $LAYERS layers"
 	"$WORK/ctr-reset.sh" "$REF"
@@ -149,7 +150,7 @@ for img in $IMAGES; do
 		if ! out=$("$DECKHAND" --data-dir "$WORK/dh" image pull "$REF" 2>&1 </dev/null); then
 			DECKHAND_OK=0
 			DECKHAND_WHY="deckhand image pull failed: $(echo "$out" | grep -m1 -E 'error|panicked' || echo "$out" | tail -1)"
-		elif [ "$(find "$WORK/dh/images/snapshots" -mindepth 1 -maxdepth 1 | wc -l)" != "$LAYERS" ]; then
+		elif [ "$(count "$WORK/dh/images/snapshots")" != "$LAYERS" ]; then
 			DECKHAND_OK=0; DECKHAND_WHY="deckhand pull of $img did not unpack $LAYERS layers"
 		fi
 	fi
