@@ -2,8 +2,14 @@
 //! selection from an index / manifest list.
 
 use crate::digest::Digest;
+use crate::media;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// Docker schema 1 (deprecated since 2017, removed from Docker 28): recognised only to refuse
+/// it with a clear message.
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -72,8 +78,64 @@ impl ManifestDocument {
     /// Parse `bytes` given the media type from the registry's `Content-Type` or the parent
     /// descriptor; when the media type is empty or generic, it is taken from the document's own
     /// `mediaType` field, or inferred (`manifests` → index, `config` → manifest).
-    pub fn parse(_media_type: &str, _digest: &Digest, _bytes: &[u8]) -> Result<ManifestDocument, ManifestError> {
-        todo!("ManifestDocument::parse")
+    pub fn parse(media_type: &str, digest: &Digest, bytes: &[u8]) -> Result<ManifestDocument, ManifestError> {
+        // Registries append parameters (`; charset=utf-8`); they do not change the type.
+        let media_type = media_type.split(';').next().unwrap_or("").trim();
+        let parse_err = |source| ManifestError::Parse {
+            digest: digest.clone(),
+            media_type: if media_type.is_empty() { "(unspecified)".into() } else { media_type.into() },
+            source,
+        };
+        match media_type {
+            media::OCI_INDEX | media::DOCKER_MANIFEST_LIST => {
+                serde_json::from_slice(bytes).map(ManifestDocument::Index).map_err(parse_err)
+            }
+            media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
+                serde_json::from_slice(bytes).map(ManifestDocument::Manifest).map_err(parse_err)
+            }
+            DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => {
+                Err(ManifestError::UnsupportedMediaType(media_type.to_string()))
+            }
+            "" | "application/json" | "application/octet-stream" | "text/plain" => {
+                Self::infer(digest, bytes).map_err(parse_err)?
+            }
+            other => Err(ManifestError::UnsupportedMediaType(other.to_string())),
+        }
+    }
+
+    /// Generic content type: trust the document's own `mediaType`, else its shape. Schema 1
+    /// documents have `schemaVersion: 1` and no `mediaType`.
+    fn infer(digest: &Digest, bytes: &[u8]) -> Result<Result<ManifestDocument, ManifestError>, serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Probe {
+            #[serde(default)]
+            media_type: Option<String>,
+            #[serde(default)]
+            schema_version: Option<u32>,
+            #[serde(default)]
+            manifests: Option<serde_json::Value>,
+            #[serde(default)]
+            config: Option<serde_json::Value>,
+            #[serde(default)]
+            fs_layers: Option<serde_json::Value>,
+        }
+        let probe: Probe = serde_json::from_slice(bytes)?;
+        if let Some(mt) = probe.media_type.as_deref().filter(|m| !m.is_empty()) {
+            return Ok(Self::parse(mt, digest, bytes));
+        }
+        if probe.schema_version == Some(1) || probe.fs_layers.is_some() {
+            return Ok(Err(ManifestError::UnsupportedMediaType(DOCKER_SCHEMA1.to_string())));
+        }
+        if probe.manifests.is_some() {
+            return Ok(Self::parse(media::OCI_INDEX, digest, bytes));
+        }
+        if probe.config.is_some() {
+            return Ok(Self::parse(media::OCI_MANIFEST, digest, bytes));
+        }
+        Err(<serde_json::Error as serde::de::Error>::custom(
+            "the document has neither `manifests` (an index) nor `config` (a manifest)",
+        ))
     }
 }
 
@@ -99,14 +161,38 @@ impl Platform {
     }
 
     /// `os/arch[/variant]`.
-    pub fn parse(_s: &str) -> Result<Platform, ManifestError> {
-        todo!("Platform::parse")
+    pub fn parse(s: &str) -> Result<Platform, ManifestError> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.trim().is_empty()) {
+            return Err(ManifestError::InvalidPlatform(s.to_string()));
+        }
+        let os = parts[0].to_ascii_lowercase();
+        let (architecture, default_variant) = normalize_arch(&parts[1].to_ascii_lowercase());
+        let variant = match parts.get(2) {
+            Some(v) => Some(normalize_variant(&architecture, &v.to_ascii_lowercase())),
+            None => default_variant,
+        };
+        Ok(Platform { os, architecture, variant, os_version: None })
     }
 
     /// Whether an index entry's platform satisfies this wanted platform (a missing variant on
     /// either side matches; arm64 treats a missing variant as v8).
-    pub fn matches(&self, _candidate: &Platform) -> bool {
-        todo!("Platform::matches")
+    pub fn matches(&self, candidate: &Platform) -> bool {
+        let (arch, default_variant) = normalize_arch(&candidate.architecture.to_ascii_lowercase());
+        if !self.os.eq_ignore_ascii_case(&candidate.os) || self.architecture != arch {
+            return false;
+        }
+        let candidate_variant = candidate
+            .variant
+            .as_deref()
+            .map(|v| normalize_variant(&arch, &v.to_ascii_lowercase()))
+            .or(default_variant);
+        // arm64 images almost never state a variant; v8 is what they mean.
+        let implied = |v: Option<String>| if arch == "arm64" { v.or(Some("v8".into())) } else { v };
+        match (implied(self.variant.clone()), implied(candidate_variant)) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
     }
 }
 
@@ -122,7 +208,238 @@ impl fmt::Display for Platform {
 
 impl Index {
     /// Pick the manifest for `wanted`; the first match in document order wins, as containerd.
-    pub fn select(&self, _wanted: &Platform, _index_digest: &Digest) -> Result<&Descriptor, ManifestError> {
-        todo!("Index::select")
+    pub fn select(&self, wanted: &Platform, index_digest: &Digest) -> Result<&Descriptor, ManifestError> {
+        let is_manifest = |d: &Descriptor| {
+            matches!(d.media_type.as_str(), media::OCI_MANIFEST | media::DOCKER_MANIFEST | "")
+        };
+        let found = self.manifests.iter().filter(|d| is_manifest(d)).find(|d| match &d.platform {
+            Some(p) => wanted.matches(p),
+            // An entry without a platform is taken only when it is the sole choice.
+            None => self.manifests.len() == 1,
+        });
+        found.ok_or_else(|| {
+            let available: Vec<String> = self
+                .manifests
+                .iter()
+                .filter(|d| is_manifest(d))
+                .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                .filter(|p| p != "unknown/unknown")
+                .collect();
+            ManifestError::NoMatchingPlatform {
+                wanted: wanted.clone(),
+                index: index_digest.clone(),
+                available: if available.is_empty() { "none".into() } else { available.join(", ") },
+            }
+        })
+    }
+}
+
+/// Map the names `uname -m` and distributions use onto GOARCH names, as containerd's
+/// `platforms.Normalize` does; returns the variant the alias implies.
+fn normalize_arch(arch: &str) -> (String, Option<String>) {
+    let (a, v) = match arch {
+        "x86_64" | "x86-64" | "amd64" => ("amd64", None),
+        "i386" | "i486" | "i586" | "i686" => ("386", None),
+        "aarch64" | "arm64" => ("arm64", None),
+        "armhf" => ("arm", Some("v7")),
+        "armel" => ("arm", Some("v6")),
+        other => (other, None),
+    };
+    (a.to_string(), v.map(str::to_string))
+}
+
+/// `8` → `v8`; arm64's `v8` stays and is also assumed when absent (see [`Platform::matches`]).
+fn normalize_variant(arch: &str, variant: &str) -> String {
+    match (arch, variant) {
+        ("arm" | "arm64", v) if v.bytes().all(|b| b.is_ascii_digit()) => format!("v{v}"),
+        (_, v) => v.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    fn desc(media_type: &str, platform: Option<&str>) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest: digest(platform.map_or(0, |p| p.len() as u8)),
+            size: 10,
+            platform: platform.map(|p| Platform::parse(p).unwrap()),
+            annotations: BTreeMap::new(),
+            urls: vec![],
+        }
+    }
+
+    const MANIFEST: &str = r#"{"schemaVersion":2,
+        "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},
+        "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":3}]}"#;
+    const INDEX: &str = r#"{"schemaVersion":2,"manifests":[
+        {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:2222222222222222222222222222222222222222222222222222222222222222","size":4,
+         "platform":{"os":"linux","architecture":"amd64"}}]}"#;
+
+    #[test]
+    fn parses_by_media_type() {
+        let d = digest(1);
+        for mt in [media::OCI_MANIFEST, media::DOCKER_MANIFEST, "application/vnd.oci.image.manifest.v1+json; charset=utf-8"] {
+            match ManifestDocument::parse(mt, &d, MANIFEST.as_bytes()).unwrap() {
+                ManifestDocument::Manifest(m) => {
+                    assert_eq!(m.layers.len(), 1);
+                    assert_eq!(m.config.size, 2);
+                }
+                other => panic!("{mt}: {other:?}"),
+            }
+        }
+        for mt in [media::OCI_INDEX, media::DOCKER_MANIFEST_LIST] {
+            assert!(matches!(ManifestDocument::parse(mt, &d, INDEX.as_bytes()).unwrap(), ManifestDocument::Index(_)));
+        }
+    }
+
+    #[test]
+    fn infers_generic_media_types() {
+        let d = digest(1);
+        for mt in ["", "application/json", "application/octet-stream"] {
+            assert!(matches!(ManifestDocument::parse(mt, &d, MANIFEST.as_bytes()).unwrap(), ManifestDocument::Manifest(_)));
+            assert!(matches!(ManifestDocument::parse(mt, &d, INDEX.as_bytes()).unwrap(), ManifestDocument::Index(_)));
+        }
+        // The document's own mediaType wins over shape.
+        let with_type = INDEX.replacen('{', &format!("{{\"mediaType\":\"{}\",", media::DOCKER_MANIFEST_LIST), 1);
+        match ManifestDocument::parse("", &d, with_type.as_bytes()).unwrap() {
+            ManifestDocument::Index(i) => assert_eq!(i.media_type.as_deref(), Some(media::DOCKER_MANIFEST_LIST)),
+            other => panic!("{other:?}"),
+        }
+        let e = ManifestDocument::parse("", &d, br#"{"schemaVersion":2}"#).unwrap_err();
+        assert!(e.to_string().contains("neither"), "{e}");
+        assert!(e.to_string().contains(&d.to_string()), "{e}");
+    }
+
+    #[test]
+    fn rejects_schema1_clearly() {
+        let d = digest(1);
+        let s1 = br#"{"schemaVersion":1,"name":"x","tag":"1","fsLayers":[],"history":[]}"#;
+        for mt in [DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, "", "application/json"] {
+            let e = ManifestDocument::parse(mt, &d, s1).unwrap_err();
+            assert!(matches!(e, ManifestError::UnsupportedMediaType(_)), "{mt}: {e}");
+            assert!(e.to_string().contains("schema 1"), "{e}");
+        }
+        let e = ManifestDocument::parse("text/html", &d, MANIFEST.as_bytes()).unwrap_err();
+        assert!(matches!(e, ManifestError::UnsupportedMediaType(m) if m == "text/html"));
+    }
+
+    #[test]
+    fn bad_json_names_the_digest() {
+        let d = digest(7);
+        let e = ManifestDocument::parse(media::OCI_MANIFEST, &d, b"{not json").unwrap_err();
+        assert!(matches!(e, ManifestError::Parse { .. }));
+        assert!(e.to_string().contains(&d.to_string()));
+        // A manifest without config is not a manifest.
+        assert!(ManifestDocument::parse(media::OCI_MANIFEST, &d, INDEX.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn platform_parse() {
+        let cases: &[(&str, &str, &str, Option<&str>)] = &[
+            ("linux/amd64", "linux", "amd64", None),
+            ("linux/x86_64", "linux", "amd64", None),
+            ("Linux/AMD64", "linux", "amd64", None),
+            ("linux/arm64", "linux", "arm64", None),
+            ("linux/aarch64", "linux", "arm64", None),
+            ("linux/arm64/v8", "linux", "arm64", Some("v8")),
+            ("linux/arm64/8", "linux", "arm64", Some("v8")),
+            ("linux/arm/v7", "linux", "arm", Some("v7")),
+            ("linux/armhf", "linux", "arm", Some("v7")),
+            ("windows/amd64", "windows", "amd64", None),
+        ];
+        for (s, os, arch, variant) in cases {
+            let p = Platform::parse(s).unwrap();
+            assert_eq!((p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()), (*os, *arch, *variant), "{s}");
+        }
+        for bad in ["", "linux", "linux/", "/amd64", "linux/amd64/v1/x", "linux//v8"] {
+            assert!(matches!(Platform::parse(bad), Err(ManifestError::InvalidPlatform(_))), "{bad:?}");
+        }
+        assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
+    }
+
+    #[test]
+    fn platform_matches() {
+        let p = |s: &str| Platform::parse(s).unwrap();
+        let raw = |os: &str, arch: &str, v: Option<&str>| Platform {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: v.map(Into::into),
+            os_version: None,
+        };
+        let cases: &[(Platform, Platform, bool)] = &[
+            (p("linux/amd64"), raw("linux", "amd64", None), true),
+            (p("linux/amd64"), raw("linux", "arm64", None), false),
+            (p("linux/amd64"), raw("windows", "amd64", None), false),
+            (p("linux/amd64"), raw("linux", "x86_64", None), true),
+            (p("linux/arm64"), raw("linux", "arm64", Some("v8")), true),
+            (p("linux/arm64/v8"), raw("linux", "arm64", None), true),
+            (p("linux/arm64"), raw("linux", "arm64", Some("v9")), false),
+            (p("linux/arm64/v9"), raw("linux", "arm64", None), false),
+            (p("linux/arm/v7"), raw("linux", "arm", Some("v7")), true),
+            (p("linux/arm/v7"), raw("linux", "arm", Some("v6")), false),
+            (p("linux/arm"), raw("linux", "arm", Some("v6")), true),
+            (p("linux/arm/v7"), raw("linux", "arm", None), true),
+        ];
+        for (wanted, candidate, want) in cases {
+            assert_eq!(wanted.matches(candidate), *want, "{wanted} vs {candidate:?}");
+        }
+    }
+
+    #[test]
+    fn index_select() {
+        let mut attestation = desc(media::OCI_MANIFEST, None);
+        attestation.platform =
+            Some(Platform { os: "unknown".into(), architecture: "unknown".into(), variant: None, os_version: None });
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(media::OCI_INDEX.into()),
+            manifests: vec![
+                desc(media::OCI_MANIFEST, Some("linux/amd64")),
+                desc(media::OCI_MANIFEST, Some("linux/arm/v6")),
+                desc(media::OCI_MANIFEST, Some("linux/arm/v7")),
+                desc(media::OCI_MANIFEST, Some("linux/arm64/v8")),
+                desc(media::OCI_INDEX, Some("linux/s390x")),
+                attestation,
+            ],
+            annotations: BTreeMap::new(),
+        };
+        let idx = digest(9);
+        let pick = |s: &str| index.select(&Platform::parse(s).unwrap(), &idx).map(|d| d.platform.clone().unwrap().to_string());
+        assert_eq!(pick("linux/amd64").unwrap(), "linux/amd64");
+        assert_eq!(pick("linux/arm/v7").unwrap(), "linux/arm/v7");
+        assert_eq!(pick("linux/arm64").unwrap(), "linux/arm64/v8");
+        let e = pick("linux/s390x").unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("linux/s390x") && msg.contains(&idx.to_string()), "{msg}");
+        assert!(msg.contains("available: linux/amd64, linux/arm/v6, linux/arm/v7, linux/arm64/v8"), "{msg}");
+        assert!(!msg.contains("unknown"), "{msg}");
+    }
+
+    #[test]
+    fn index_select_first_match_and_platformless() {
+        let mut a = desc(media::OCI_MANIFEST, Some("linux/amd64"));
+        a.digest = digest(1);
+        let mut b = desc(media::DOCKER_MANIFEST, Some("linux/amd64"));
+        b.digest = digest(2);
+        let index = Index { schema_version: 2, media_type: None, manifests: vec![a, b], annotations: BTreeMap::new() };
+        assert_eq!(index.select(&Platform::parse("linux/amd64").unwrap(), &digest(0)).unwrap().digest, digest(1));
+
+        let single = Index {
+            schema_version: 2,
+            media_type: None,
+            manifests: vec![desc(media::OCI_MANIFEST, None)],
+            annotations: BTreeMap::new(),
+        };
+        assert!(single.select(&Platform::parse("linux/arm64").unwrap(), &digest(0)).is_ok());
+        let empty = Index { schema_version: 2, media_type: None, manifests: vec![], annotations: BTreeMap::new() };
+        let e = empty.select(&Platform::host(), &digest(0)).unwrap_err();
+        assert!(e.to_string().ends_with("available: none"), "{e}");
     }
 }
