@@ -142,7 +142,7 @@ impl Deckhand {
     /// `image verify` must exit 0 and print `ok`.
     pub fn assert_verify_ok(&self) {
         let r = self.ok(&["image", "verify"]);
-        assert!(r.stdout.lines().any(|l| l.trim() == "ok"), "`image verify` did not print ok:\n{r}");
+        assert!(r.stdout.lines().any(is_ok_line), "`image verify` did not print ok:\n{r}");
     }
 
     pub fn write_registries_yaml(&self, yaml: &str) {
@@ -178,6 +178,12 @@ impl Deckhand {
         OverlayMount::mount(&chain, &target, self.tmp.path())
             .unwrap_or_else(|e| panic!("mount rootfs of {reference}: {e:#}"))
     }
+}
+
+/// `ok`, alone or followed by a summary (`ok: 1 images, 3 blobs, ...`).
+pub fn is_ok_line(l: &str) -> bool {
+    let l = l.trim();
+    l == "ok" || l.starts_with("ok:") || l.starts_with("ok ")
 }
 
 fn collect_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use deckhand_e2e::check::{image_record, rootfs_matches_umoci};
-use deckhand_e2e::deckhand::Deckhand;
+use deckhand_e2e::deckhand::{is_ok_line, Deckhand};
 use deckhand_e2e::fixtures::TAG;
 use deckhand_e2e::registry::Auth;
 use deckhand_e2e::rootfs::hex_of;
@@ -75,7 +75,7 @@ fn verify_reports_corrupt_blob() {
     assert!(!r.success(), "verify must fail on a corrupt blob:\n{r}");
     let all = format!("{}{}", r.stdout, r.stderr);
     assert!(all.contains(hex_of(layer)), "verify must name the corrupt blob {layer}:\n{r}");
-    assert!(!r.stdout.lines().any(|l| l.trim() == "ok"), "verify must not print ok:\n{r}");
+    assert!(!r.stdout.lines().any(is_ok_line), "verify must not print ok:\n{r}");
 }
 
 #[test]
