@@ -210,14 +210,33 @@ impl OverlayMount {
             fs::create_dir_all(&empty)?;
             lowers.push(empty);
         }
+        Self::mount_with(&lowers, None, target)
+    }
+
+    /// Mounts an overlay of `lowers` (top-most first) with an optional writable
+    /// `(upper, work)` pair; read-only without one.
+    pub fn mount_with(
+        lowers: &[PathBuf],
+        upper: Option<(&Path, &Path)>,
+        target: &Path,
+    ) -> Result<OverlayMount> {
         fs::create_dir_all(target)?;
         let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-        let opts = format!("lowerdir={}", lowerdir.join(":"));
+        let mut opts = format!("lowerdir={}", lowerdir.join(":"));
+        let mut flags = nix::mount::MsFlags::MS_RDONLY;
+        if let Some((u, w)) = upper {
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
+            flags = nix::mount::MsFlags::empty();
+        }
         nix::mount::mount(
             Some("overlay"),
             target,
             Some("overlay"),
-            nix::mount::MsFlags::MS_RDONLY,
+            flags,
             Some(opts.as_str()),
         )
         .with_context(|| format!("mount overlay at {} with {opts}", target.display()))?;

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use deckhand_e2e::check::{image_record, rootfs_matches_umoci};
 use deckhand_e2e::deckhand::{is_ok_line, Deckhand};
+use deckhand_e2e::expect;
 use deckhand_e2e::fixtures::TAG;
 use deckhand_e2e::registry::Auth;
-use deckhand_e2e::rootfs::hex_of;
+use deckhand_e2e::rootfs::{hex_of, OverlayMount};
 use deckhand_e2e::util::{run_with_timeout, ChildGuard};
 use deckhand_e2e::{registry_with, setup};
+use deckhand_image::{ImageStore, StoreConfig};
 
 fn dirs_under(dh: &Deckhand, sub: &str) -> Vec<String> {
     match fs::read_dir(dh.images_dir().join(sub)) {
@@ -213,5 +215,71 @@ fn concurrent_pulls_store_layers_once() {
     assert!(dh.files_under("ingest").is_empty());
     image_record(&dh, &r, &r, img);
     rootfs_matches_umoci(&dh, &r, &fx, "large");
+    dh.assert_verify_ok();
+}
+
+/// A container rootfs prepared through the library (the CLI has no container commands yet),
+/// mounted writable the way the runtime mounts it.
+fn container_rootfs(dh: &Deckhand, store: &ImageStore, reference: &str, id: &str) -> OverlayMount {
+    let img = store.get(reference).expect("image in store");
+    let spec = store.prepare_rootfs(id, &img).expect("prepare_rootfs");
+    let upper = spec.upper.as_deref().zip(spec.work.as_deref());
+    assert!(
+        upper.is_some(),
+        "a container rootfs needs an upper and a work dir: {spec:?}"
+    );
+    let target = dh.tmp.path().join(format!("container-{id}"));
+    OverlayMount::mount_with(&spec.lower, upper, &target).expect("mount container rootfs")
+}
+
+#[test]
+fn rm_refuses_while_a_container_uses_the_image() {
+    let fx = setup(env!("CARGO_TARGET_TMPDIR"));
+    let reg = registry_with(&fx, Auth::None, &["busybox", "httpd"]);
+    let dh = Deckhand::new();
+    let (bb, httpd) = (reg.reference("busybox", TAG), reg.reference("httpd", TAG));
+    dh.ok(&["image", "pull", &bb]);
+    dh.ok(&["image", "pull", &httpd]);
+    let store = ImageStore::open(StoreConfig::new(&dh.data_dir)).expect("open store");
+
+    let web = container_rootfs(&dh, &store, &bb, "web-1");
+    fs::write(web.target.join("tmp/written"), "container data\n")
+        .expect("container rootfs is writable");
+    expect::busybox(&web.target);
+
+    let e = dh.fails(&["image", "rm", &bb]);
+    assert!(
+        e.stderr.contains("web-1"),
+        "the refusal must name the container:\n{e}"
+    );
+    assert_eq!(dh.image_names(), [bb.clone(), httpd.clone()]);
+    dh.ok(&["image", "prune"]);
+    expect::busybox(&web.target);
+    dh.assert_verify_ok();
+
+    // --force removes the name, but what the running container uses stays on disk.
+    let srv = container_rootfs(&dh, &store, &httpd, "srv-1");
+    dh.ok(&["image", "rm", "--force", &httpd]);
+    dh.ok(&["image", "prune"]);
+    assert_eq!(dh.image_names(), std::slice::from_ref(&bb));
+    assert_eq!(
+        fs::read_to_string(srv.target.join("www/index.html")).unwrap(),
+        "hello from deckhand httpd\n"
+    );
+    expect::busybox(&srv.target);
+
+    drop(web);
+    drop(srv);
+    store.release_rootfs("web-1").expect("release web-1");
+    store.release_rootfs("srv-1").expect("release srv-1");
+    dh.ok(&["image", "rm", &bb]);
+    dh.ok(&["image", "prune"]);
+    assert!(dh.image_names().is_empty());
+    assert!(dh.blobs().is_empty(), "blobs left: {:?}", dh.blobs());
+    assert!(
+        dirs_under(&dh, "snapshots").is_empty(),
+        "snapshots left: {:?}",
+        dirs_under(&dh, "snapshots")
+    );
     dh.assert_verify_ok();
 }
