@@ -412,3 +412,45 @@ fn containerd_unpacks_fixtures_like_umoci() {
         assert!(content.contains(l.as_str()), "arm64 layer {l} fetched");
     }
 }
+
+#[test]
+fn httpd_fixture_serves_its_page() {
+    // The httpd image is what later probe/service tests run: prove its config really serves
+    // /www/index.html (run from umoci's rootfs, on a loopback port instead of 80).
+    let fx = setup(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = umoci_unpack(&fx.layout("httpd"), TAG, &tmp.path().join("httpd")).unwrap();
+    let config: Value = serde_json::from_slice(&blob(
+        &fx.layout("httpd"),
+        &fx.info("httpd").images[0].config_digest,
+    ))
+    .unwrap();
+    let mut cmd: Vec<String> = config["config"]["Cmd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cmd[..4], ["httpd", "-f", "-p", "80"]);
+    assert!(config["config"]["ExposedPorts"]["80/tcp"].is_object());
+    let port = deckhand_e2e::registry::free_port().unwrap();
+    cmd[3] = format!("127.0.0.1:{port}");
+    let child = Command::new("chroot")
+        .arg(&rootfs)
+        .arg(format!("/bin/{}", cmd[0]))
+        .args(&cmd[1..])
+        .spawn()
+        .unwrap();
+    let _guard = deckhand_e2e::util::ChildGuard::new(child);
+    let body = deckhand_e2e::util::wait_for(std::time::Duration::from_secs(10), || {
+        http_get(port, "/index.html", None)
+            .ok()
+            .filter(|(st, _)| *st == 200)
+            .map(|(_, b)| b)
+    })
+    .expect("busybox httpd answers");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "hello from deckhand httpd\n"
+    );
+}
