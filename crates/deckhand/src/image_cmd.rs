@@ -103,9 +103,10 @@ pub async fn run(data_dir: &Path, command: ImageCommand) -> Result<()> {
             let report = blocking(&store, |s| s.verify()).await?;
             if report.problems.is_empty() {
                 println!(
-                    "ok: {} images, {} blobs, {} snapshots verified",
+                    "{} images, {} blobs, {} snapshots verified",
                     report.images, report.blobs, report.snapshots
                 );
+                println!("ok");
             } else {
                 for p in &report.problems {
                     println!("{p}");
