@@ -233,7 +233,7 @@ fn container_rootfs(dh: &Deckhand, store: &ImageStore, reference: &str, id: &str
 }
 
 #[test]
-fn rm_refuses_while_a_container_uses_the_image() {
+fn rm_and_prune_spare_a_mounted_container_rootfs() {
     let fx = setup(env!("CARGO_TARGET_TMPDIR"));
     let reg = registry_with(&fx, Auth::None, &["busybox", "httpd"]);
     let dh = Deckhand::new();
