@@ -10,7 +10,9 @@ pub enum DigestError {
 }
 
 /// A validated digest. Only sha256 is accepted (as containerd does by default).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Digest {
     hex: String,
@@ -20,7 +22,9 @@ impl Digest {
     /// Digest of `data`.
     pub fn of(data: &[u8]) -> Digest {
         use sha2::Digest as _;
-        Digest { hex: hex::encode(sha2::Sha256::digest(data)) }
+        Digest {
+            hex: hex::encode(sha2::Sha256::digest(data)),
+        }
     }
     pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
         format!("sha256:{hex}").parse()
@@ -36,11 +40,19 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError::Invalid(s.to_string()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError::Invalid(s.to_string()))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_string()));
         }
-        Ok(Digest { hex: hex.to_string() })
+        Ok(Digest {
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -87,6 +99,11 @@ impl Verifier {
     }
     pub fn finish(self) -> (Digest, u64) {
         use sha2::Digest as _;
-        (Digest { hex: hex::encode(self.hasher.finalize()) }, self.len)
+        (
+            Digest {
+                hex: hex::encode(self.hasher.finalize()),
+            },
+            self.len,
+        )
     }
 }
