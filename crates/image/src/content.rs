@@ -783,4 +783,56 @@ mod tests {
         live_ing.commit().unwrap();
         assert!(cs.contains(&live));
     }
+
+    #[test]
+    fn waits_for_a_writer_in_another_process() {
+        // flock(1) holds the ingest lock from a separate process, as a second deckhand would.
+        let (_dir, cs) = store();
+        let d = Digest::of(b"cross-process");
+        let lock = cs.ingest_dir().join(format!("{}.lock", d.hex()));
+        let mut child = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "1"])
+            .spawn()
+            .expect("flock(1) from util-linux is needed for this test");
+        // Wait until the child holds the lock.
+        let probe = File::open({
+            while !lock.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            &lock
+        })
+        .unwrap();
+        while probe.try_lock().is_ok() {
+            probe.unlock().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let start = std::time::Instant::now();
+        let ingest = cs.begin(&d, 13).unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "begin did not wait for the other process"
+        );
+        assert!(ingest.is_some());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn out_of_space_is_reported_as_such() {
+        let (_dir, cs) = store();
+        let d = Digest::of(b"x");
+        let e = cs.write_error(
+            io::Error::from(io::ErrorKind::StorageFull),
+            Path::new("/x"),
+            Some(&d),
+        );
+        assert!(matches!(&e, ContentError::NoSpace { digest, .. } if digest == &d));
+        assert!(e.to_string().contains("free space and retry"));
+        let e = cs.write_error(
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            Path::new("/x"),
+            Some(&d),
+        );
+        assert!(matches!(e, ContentError::Io { .. }));
+    }
 }

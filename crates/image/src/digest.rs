@@ -107,3 +107,48 @@ impl Verifier {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parse_and_display() {
+        let d: Digest = EMPTY.parse().unwrap();
+        assert_eq!(d, Digest::of(b""));
+        assert_eq!(d.to_string(), EMPTY);
+        assert_eq!(d.algorithm(), "sha256");
+        assert_eq!(Digest::from_hex(d.hex()).unwrap(), d);
+        for bad in [
+            "",
+            "sha256:",
+            "e3b0c442",
+            &EMPTY.to_uppercase(),
+            &EMPTY.replace("sha256", "sha512"),
+            &format!("{EMPTY}0"),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let d = Digest::of(b"x");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{d}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:nothex\"").is_err());
+    }
+
+    #[test]
+    fn verifier_matches_one_shot() {
+        let mut v = Verifier::new();
+        assert!(v.is_empty());
+        v.update(b"hello ");
+        v.update(b"world");
+        assert_eq!(v.len(), 11);
+        assert_eq!(v.finish(), (Digest::of(b"hello world"), 11));
+    }
+}
