@@ -767,5 +767,4 @@ fn read_head(f: &mut File, head: &mut [u8]) -> usize {
 }
 
 #[cfg(test)]
-#[path = "import_tests.rs"]
 mod tests;

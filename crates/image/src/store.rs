@@ -669,9 +669,7 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "testutil.rs"]
 pub(crate) mod testutil;
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;
