@@ -475,15 +475,22 @@ fn oci_name(
         _ => None,
     };
     match (&options.name, annotated) {
-        (Some(n), Some(Annotated::Tag(t))) if !has_tag_or_digest(n) => full_name(&format!("{n}:{t}")),
-        (Some(n), _) if single => full_name(n),
-        (Some(n), None) => full_name(n),
+        // `--name example.com/app` with an annotated tag `1.0` gives `example.com/app:1.0`.
+        (Some(n), Some(Annotated::Tag(t))) if !has_tag_or_digest(n) => {
+            full_name(&format!("{n}:{t}"))
+        }
+        // The archive's own full name stands, unless --name overrides the only image.
+        (Some(n), Some(Annotated::Full(_))) if single => full_name(n),
         (_, Some(Annotated::Full(f))) => full_name(&f),
+        (Some(n), _) => full_name(n),
         (None, Some(Annotated::Tag(t))) => Err(import_err(
             path,
-            format!("image {} is tagged {t:?} but has no repository name: pass --name (e.g. --name example.com/app)", desc.digest),
+            format!(
+                "image {} is tagged {t:?} but has no repository name: pass --name (e.g. --name example.com/app)",
+                desc.digest
+            ),
         )),
-        (_, _) => Err(import_err(
+        (None, None) => Err(import_err(
             path,
             format!("image {} carries no name: pass --name to name it", desc.digest),
         )),

@@ -668,3 +668,37 @@ async fn import_docker_archive_end_to_end() {
         b"tool"
     );
 }
+
+#[test]
+fn several_tagged_images_share_the_given_name() {
+    let one = TestImage::simple("1");
+    let two = TestImage::simple("2");
+    let (tmp, cs) = content();
+    let layout = tmp.path().join("layout");
+    write_layout(
+        &layout,
+        &[&one, &two],
+        &[],
+        vec![
+            entry(&one, &[(ANNOTATION_REF_NAME, "1.0")]),
+            entry(&two, &[(ANNOTATION_REF_NAME, "2.0")]),
+        ],
+    );
+    let staged = stage(&cs, &layout, &opts(Some("example.com/app"))).unwrap();
+    let names: Vec<(&str, &Digest)> = staged
+        .iter()
+        .map(|s| (s.name.as_str(), &s.manifest))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("example.com/app:1.0", &one.manifest_digest()),
+            ("example.com/app:2.0", &two.manifest_digest())
+        ]
+    );
+    // One fixed name for two different images is refused rather than letting one shadow the other.
+    assert_import_err(
+        stage(&cs, &layout, &opts(Some("example.com/app:3"))),
+        "several images would be named",
+    );
+}
