@@ -70,6 +70,8 @@ impl ImageStore {
         path: &Path,
         options: &ImportOptions,
     ) -> Result<Vec<Image>, StoreError> {
+        // Blobs land before records: keep prune off them until the records are written.
+        let _gc = self.gc_guard()?;
         let staged = stage(&self.content, path, options)?;
         let mut images = Vec::with_capacity(staged.len());
         for s in staged {

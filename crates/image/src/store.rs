@@ -5,10 +5,11 @@
 //! Layout under `<data-dir>/images`: `blobs/`, `ingest/`, `snapshots/`, `active/`, `refs/`.
 //!
 //! Garbage collection is mark and sweep from the image records and the active snapshots
-//! ([`ImageStore::prune`]). There are no leases yet: a prune that runs while a pull or import is
-//! between committing blobs and writing its record may delete those blobs, and that pull then
-//! fails (it never produces a broken image, since the record is written last and
-//! `commit_image` re-checks every blob).
+//! ([`ImageStore::prune`]). Writers that commit blobs before their record exists (pull,
+//! import) hold a shared [`GcGuard`] meanwhile and prune takes the lock exclusively, so a sweep
+//! never removes the blobs of an image being written. Were a writer to skip the guard, the
+//! worst case is a failed pull, never a broken image: the record is written last and
+//! `commit_image` re-checks every blob.
 
 use crate::config::ImageConfig;
 use crate::content::{ContentError, ContentStore};
@@ -107,6 +108,13 @@ pub struct Image {
     pub platform: Platform,
     pub created_at: String,
     pub config: ImageConfig,
+}
+
+/// A shared hold on `<data-dir>/images/gc.lock` (see [`ImageStore::gc_guard`]); released on
+/// drop (the flock goes with the descriptor, also when the process dies).
+#[derive(Debug)]
+pub struct GcGuard {
+    _file: std::fs::File,
 }
 
 /// What `remove` did.
@@ -348,7 +356,14 @@ impl ImageStore {
     }
     /// Delete blobs and snapshots no image record or active snapshot references, and stale
     /// ingest files.
+    ///
+    /// Waits for pulls and imports in flight (they hold a [`GcGuard`]) so it never sweeps the
+    /// blobs of an image whose record is not written yet.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        let (gc_lock, path) = self.open_gc_lock()?;
+        gc_lock
+            .lock()
+            .map_err(|source| ContentError::Io { path, source })?;
         let records = self.metadata.list()?;
         let mut live_blobs = HashSet::new();
         let mut live_snapshots = HashSet::new();
@@ -385,6 +400,31 @@ impl ImageStore {
         let (_, ingest_bytes) = self.content.prune_ingest()?;
         report.bytes_freed += ingest_bytes;
         Ok(report)
+    }
+
+    /// Protect what the caller is about to write from [`ImageStore::prune`] until the guard is
+    /// dropped: take it before the first blob of a pull or import and drop it after
+    /// `commit_image`. Many guards coexist; prune waits for all of them. Blocking (only while a
+    /// prune runs).
+    pub fn gc_guard(&self) -> Result<GcGuard, StoreError> {
+        let (file, path) = self.open_gc_lock()?;
+        file.lock_shared()
+            .map_err(|source| ContentError::Io { path, source })?;
+        Ok(GcGuard { _file: file })
+    }
+
+    fn open_gc_lock(&self) -> Result<(std::fs::File, PathBuf), StoreError> {
+        let path = self.root().join("gc.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| ContentError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((file, path))
     }
 
     /// Mark `top` and every snapshot below it.

@@ -499,3 +499,37 @@ fn commit_image_detects_compression_when_media_type_is_unknown() {
     let top = store.snapshotter().fs_path(&image.top_chain);
     assert_eq!(std::fs::read(top.join("p")).unwrap(), b"plain");
 }
+
+#[test]
+fn prune_waits_for_writers_holding_a_gc_guard() {
+    require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open_store(tmp.path());
+    // A blob written by a "pull" that has no record yet.
+    let guard = store.gc_guard().unwrap();
+    let second = store.gc_guard().unwrap(); // guards are shared
+    store
+        .content()
+        .write_all(&Digest::of(b"in flight"), b"in flight")
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pruner = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let report = store.prune().unwrap();
+            tx.send(()).unwrap();
+            report
+        })
+    };
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_millis(300))
+            .is_err(),
+        "prune must wait for the guard"
+    );
+    assert!(store.content().contains(&Digest::of(b"in flight")));
+    drop(guard);
+    drop(second);
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    // Without a record the blob is garbage once the writer is gone.
+    assert_eq!(pruner.join().unwrap().blobs, vec![Digest::of(b"in flight")]);
+}
