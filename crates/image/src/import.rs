@@ -91,7 +91,13 @@ impl ImageStore {
                     });
                 }
             }
-            let image = self.commit_image(&s.name, &s.target, &s.manifest, &options.platform)?;
+            let image = self.commit_image_reporting(
+                &s.name,
+                &s.target,
+                &s.manifest,
+                &options.platform,
+                &*options.progress,
+            )?;
             (options.progress)(ProgressEvent::Done {
                 reference: s.name.clone(),
                 manifest: s.manifest.clone(),

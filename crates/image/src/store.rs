@@ -17,6 +17,7 @@ use crate::digest::Digest;
 use crate::manifest::{Descriptor, ManifestDocument, ManifestError, Platform};
 use crate::media::Compression;
 use crate::metadata::{ImageRecord, MetadataError, MetadataStore};
+use crate::progress::ProgressEvent;
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::auth::{AuthError, DockerConfig};
 use crate::registry::client::{ClientConfig, RegistryClient, RegistryError};
@@ -26,6 +27,7 @@ use deckhand_sys::mount::OverlaySpec;
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -197,6 +199,19 @@ impl ImageStore {
         manifest: &Digest,
         platform: &Platform,
     ) -> Result<Image, StoreError> {
+        self.commit_image_reporting(name, target, manifest, platform, &|_| {})
+    }
+
+    /// [`ImageStore::commit_image`], reporting a `LayerUnpacked` event per layer (`bytes` 0
+    /// when the snapshot was already there).
+    pub(crate) fn commit_image_reporting(
+        &self,
+        name: &str,
+        target: &Descriptor,
+        manifest: &Digest,
+        platform: &Platform,
+        progress: &dyn Fn(ProgressEvent),
+    ) -> Result<Image, StoreError> {
         let invalid = |message: String| StoreError::InvalidImage {
             name: name.to_string(),
             message,
@@ -236,7 +251,15 @@ impl ImageStore {
         let chains = chain_ids(&config.diff_ids);
         for (i, layer) in manifest_doc.layers.iter().enumerate() {
             let chain = &chains[i];
+            let started = Instant::now();
+            let unpacked = |bytes| ProgressEvent::LayerUnpacked {
+                digest: layer.digest.clone(),
+                chain: chain.clone(),
+                bytes,
+                elapsed: started.elapsed(),
+            };
             if self.snapshots.exists(chain) {
+                progress(unpacked(0));
                 continue;
             }
             let parent = i.checked_sub(1).map(|p| &chains[p]);
@@ -245,8 +268,9 @@ impl ImageStore {
                 Some(c) => c,
                 None => sniff_compression(&mut blob, &self.content.blob_path(&layer.digest))?,
             };
+            let reader = std::io::BufReader::with_capacity(256 << 10, blob);
             self.snapshots
-                .apply(parent, chain, &config.diff_ids[i], blob, compression)
+                .apply(parent, chain, &config.diff_ids[i], reader, compression)
                 .map_err(|e| match e {
                     e @ SnapshotError::DiffIdMismatch { .. } => StoreError::Layer {
                         reference: name.to_string(),
@@ -255,6 +279,7 @@ impl ImageStore {
                     },
                     other => other.into(),
                 })?;
+            progress(unpacked(layer.size));
         }
 
         // The config knows what the image is built for; `platform` is what the caller asked for.

@@ -637,6 +637,32 @@ async fn import_oci_archive_end_to_end() {
         .unwrap()
         .iter()
         .any(|e| matches!(e, ProgressEvent::Done { .. })));
+    let unpacked = |events: &[ProgressEvent]| -> Vec<(Digest, u64)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                ProgressEvent::LayerUnpacked { chain, bytes, .. } => Some((chain.clone(), *bytes)),
+                _ => None,
+            })
+            .collect()
+    };
+    let sizes: Vec<u64> = image.layers.iter().map(|l| l.1.len() as u64).collect();
+    assert_eq!(
+        unpacked(&events.lock().unwrap()),
+        vec![(chains[0].clone(), sizes[0]), (chains[1].clone(), sizes[1])]
+    );
+    // A second import finds both snapshots present.
+    events.lock().unwrap().clear();
+    let sink = events.clone();
+    let options = ImportOptions {
+        progress: Arc::new(move |e| sink.lock().unwrap().push(e)),
+        ..opts(None)
+    };
+    s.import(&archive, options).await.unwrap();
+    assert_eq!(
+        unpacked(&events.lock().unwrap()),
+        vec![(chains[0].clone(), 0), (chains[1].clone(), 0)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
