@@ -23,7 +23,7 @@ log() { echo "bench: $*" >&2; }
 die() { echo "bench: error: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (containerd and overlay mounts)"
-for t in docker-registry skopeo containerd ctr hyperfine jq curl python3; do
+for t in docker-registry skopeo containerd ctr hyperfine jq curl awk; do
 	command -v "$t" >/dev/null || die "$t not found (make deps installs it)"
 done
 
@@ -40,7 +40,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A loopback port nothing listens on (the registry start is checked, so a race just fails loudly).
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+	done
+}
 
 wait_until() { # seconds, command...
 	local deadline=$((SECONDS + $1)); shift
@@ -52,7 +59,8 @@ wait_until() { # seconds, command...
 
 # 1. Fixtures.
 log "building fixtures"
-(cd "$ROOT" && $CARGO build --release -q -p deckhand-e2e --bin fixtures)
+(cd "$ROOT" && $CARGO build --release -q -p deckhand-e2e --bin fixtures 2>/dev/null) ||
+	(cd "$ROOT" && $CARGO build --release -p deckhand-e2e --bin fixtures)
 "$TARGET/release/fixtures" "$WORK/fixtures" >/dev/null
 
 # 2. Registry.
@@ -109,15 +117,15 @@ wait_until 20 "${CTR[@]}" version || die "containerd did not start: $(tail -20 "
 CONTENT_DIR="$C/root/io.containerd.content.v1.content/blobs/sha256"
 SNAP_DIR="$C/root/io.containerd.snapshotter.v1.overlayfs/snapshots"
 
-count() { find "$1" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+count() { (find "$1" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l; }
 
 # Cold-start check for containerd: after `images rm --sync` nothing may be left.
 cat >"$WORK/ctr-reset.sh" <<SH
 #!/usr/bin/env bash
 set -euo pipefail
 ${CTR[*]} images rm --sync "\$1" >/dev/null 2>&1 || true
-blobs=\$(find "$CONTENT_DIR" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-snaps=\$(find "$SNAP_DIR" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+blobs=\$( (find "$CONTENT_DIR" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
+snaps=\$( (find "$SNAP_DIR" -mindepth 1 -maxdepth 1 2>/dev/null || true) | wc -l)
 if [ "\$blobs" != 0 ] || [ "\$snaps" != 0 ]; then
 	echo "containerd not cold: \$blobs blobs, \$snaps snapshots left" >&2; exit 1
 fi
@@ -139,7 +147,7 @@ for img in $IMAGES; do
 	UNCOMPRESSED=$(jq '.images[0].uncompressed_size' "$INFO")
 	LAYERS=$(jq '.images[0].layers | length' "$INFO")
 
-	"$WORK/ctr-reset.sh" "$REF"
+	"$WORK/ctr-reset.sh" "$REF" || die "could not reset containerd to a cold store"
 	"${CTR[@]}" images pull --plain-http "$REF" >/dev/null
 	[ "$(count "$SNAP_DIR")" = "$LAYERS" ] || die "ctr pull of $img did not unpack $LAYERS layers"
 	"$WORK/ctr-reset.sh" "$REF"
@@ -149,7 +157,7 @@ for img in $IMAGES; do
 		if ! out=$("$DECKHAND" --data-dir "$WORK/dh" image pull "$REF" 2>&1 </dev/null); then
 			DECKHAND_OK=0
 			DECKHAND_WHY="deckhand image pull failed: $(echo "$out" | grep -m1 -E 'error|panicked' || echo "$out" | tail -1)"
-		elif [ "$(find "$WORK/dh/images/snapshots" -mindepth 1 -maxdepth 1 | wc -l)" != "$LAYERS" ]; then
+		elif [ "$(count "$WORK/dh/images/snapshots")" != "$LAYERS" ]; then
 			DECKHAND_OK=0; DECKHAND_WHY="deckhand pull of $img did not unpack $LAYERS layers"
 		fi
 	fi
@@ -166,21 +174,11 @@ for img in $IMAGES; do
 	CTR_MED=$(jq '.results[] | select(.command=="containerd") | .median' "$WORK/$img.json")
 	if [ "$DECKHAND_OK" = 1 ]; then
 		DH_MED=$(jq '.results[] | select(.command=="deckhand") | .median' "$WORK/$img.json")
-		ROW=$(python3 - "$img" "$COMPRESSED" "$UNCOMPRESSED" "$DH_MED" "$CTR_MED" <<'PY'
-import sys
-img, comp, unc, dh, ct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-mb = 1e6
-print(f"| {img} | {comp/mb:.1f} | {unc/mb:.1f} | {dh:.3f} | {ct:.3f} | {dh/ct:.2f} | {unc/mb/dh:.0f} | {unc/mb/ct:.0f} |")
-PY
-)
+		ROW=$(awk -v img="$img" -v c="$COMPRESSED" -v u="$UNCOMPRESSED" -v dh="$DH_MED" -v ct="$CTR_MED" 'BEGIN {
+			printf "| %s | %.1f | %.1f | %.3f | %.3f | %.2f | %.0f | %.0f |\n", img, c/1e6, u/1e6, dh, ct, dh/ct, u/1e6/dh, u/1e6/ct }')
 	else
-		ROW=$(python3 - "$img" "$COMPRESSED" "$UNCOMPRESSED" "$CTR_MED" <<'PY'
-import sys
-img, comp, unc, ct = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-mb = 1e6
-print(f"| {img} | {comp/mb:.1f} | {unc/mb:.1f} | not yet measured | {ct:.3f} | - | - | {unc/mb/ct:.0f} |")
-PY
-)
+		ROW=$(awk -v img="$img" -v c="$COMPRESSED" -v u="$UNCOMPRESSED" -v ct="$CTR_MED" 'BEGIN {
+			printf "| %s | %.1f | %.1f | not yet measured | %.3f | - | - | %.0f |\n", img, c/1e6, u/1e6, ct, u/1e6/ct }')
 	fi
 	ROWS+=("$ROW")
 done

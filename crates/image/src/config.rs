@@ -12,8 +12,14 @@ pub enum ConfigError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("image config {digest} lists {diff_ids} diff IDs but the manifest has {layers} layers")]
-    LayerCountMismatch { digest: Digest, diff_ids: usize, layers: usize },
+    #[error(
+        "image config {digest} lists {diff_ids} diff IDs but the manifest has {layers} layers"
+    )]
+    LayerCountMismatch {
+        digest: Digest,
+        diff_ids: usize,
+        layers: usize,
+    },
 }
 
 /// What the runtime reads from an image's configuration.
@@ -41,8 +47,10 @@ impl ImageConfig {
     /// Parse the OCI / Docker config JSON (the `config` object holds the runtime fields; nulls
     /// and absent fields become empty).
     pub fn parse(digest: &Digest, bytes: &[u8]) -> Result<ImageConfig, ConfigError> {
-        let raw: RawImage =
-            serde_json::from_slice(bytes).map_err(|source| ConfigError::Parse { digest: digest.clone(), source })?;
+        let raw: RawImage = serde_json::from_slice(bytes).map_err(|source| ConfigError::Parse {
+            digest: digest.clone(),
+            source,
+        })?;
         let c = raw.config.unwrap_or_default();
         let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
         let keys = |m: Option<BTreeMap<String, serde::de::IgnoredAny>>| -> Vec<String> {
@@ -188,7 +196,10 @@ mod tests {
         assert_eq!(c.created.as_deref(), Some("2024-01-01T00:00:00Z"));
         assert!(c.check_layers(&d(), 2).is_ok());
         let e = c.check_layers(&d(), 3).unwrap_err();
-        assert!(e.to_string().contains("2 diff IDs") && e.to_string().contains("3 layers"), "{e}");
+        assert!(
+            e.to_string().contains("2 diff IDs") && e.to_string().contains("3 layers"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -210,14 +221,23 @@ mod tests {
     fn minimal_and_legacy_forms() {
         let c = ImageConfig::parse(&d(), br#"{"config":null}"#).unwrap();
         assert_eq!(c, ImageConfig::default());
-        let c = ImageConfig::parse(&d(), br#"{"config":{"Cmd":"/bin/sh -c true","Entrypoint":"/init"}}"#).unwrap();
+        let c = ImageConfig::parse(
+            &d(),
+            br#"{"config":{"Cmd":"/bin/sh -c true","Entrypoint":"/init"}}"#,
+        )
+        .unwrap();
         assert_eq!(c.cmd, ["/bin/sh -c true"]);
         assert_eq!(c.entrypoint, ["/init"]);
     }
 
     #[test]
     fn errors_name_the_config() {
-        for bad in [&br#""x""#[..], b"{", br#"{"rootfs":{"diff_ids":["md5:x"]}}"#, br#"{"config":{"Env":"x"}}"#] {
+        for bad in [
+            &br#""x""#[..],
+            b"{",
+            br#"{"rootfs":{"diff_ids":["md5:x"]}}"#,
+            br#"{"config":{"Env":"x"}}"#,
+        ] {
             let e = ImageConfig::parse(&d(), bad).unwrap_err();
             assert!(e.to_string().contains(&d().to_string()), "{e}");
         }

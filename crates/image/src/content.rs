@@ -20,7 +20,12 @@ use std::path::{Path, PathBuf};
 pub enum ContentError {
     /// Retrying will not help: the source served the wrong bytes.
     #[error("blob {expected} failed verification (got {actual}, {actual_size} bytes, expected {expected_size} bytes); nothing was stored")]
-    DigestMismatch { expected: Digest, actual: Digest, expected_size: u64, actual_size: u64 },
+    DigestMismatch {
+        expected: Digest,
+        actual: Digest,
+        expected_size: u64,
+        actual_size: u64,
+    },
     #[error("blob {0} not found in the content store")]
     NotFound(Digest),
     #[error("no space left on the device holding {path} while writing blob {digest}: free space and retry")]
@@ -72,9 +77,14 @@ const CHUNK: usize = 1 << 20;
 impl ContentStore {
     /// Open (creating directories) the store rooted at `root` (`<data-dir>/images`).
     pub fn open(root: &Path) -> Result<ContentStore, ContentError> {
-        let store = ContentStore { root: root.to_path_buf() };
+        let store = ContentStore {
+            root: root.to_path_buf(),
+        };
         for dir in [store.blobs_dir(), store.ingest_dir()] {
-            fs::create_dir_all(&dir).map_err(|source| ContentError::Io { path: dir.clone(), source })?;
+            fs::create_dir_all(&dir).map_err(|source| ContentError::Io {
+                path: dir.clone(),
+                source,
+            })?;
         }
         Ok(store)
     }
@@ -108,7 +118,9 @@ impl ContentStore {
     /// Size in bytes of a committed blob.
     pub fn size(&self, digest: &Digest) -> Result<u64, ContentError> {
         let path = self.blob_path(digest);
-        fs::metadata(&path).map(|m| m.len()).map_err(|e| not_found_or_io(e, digest, path))
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| not_found_or_io(e, digest, path))
     }
     /// Write a small blob in one go (verified, atomic). No-op when already present.
     pub fn write_all(&self, expected: &Digest, data: &[u8]) -> Result<(), ContentError> {
@@ -123,7 +135,11 @@ impl ContentStore {
     /// Begin (or resume) writing `expected`. Blocks while another writer holds the lock; returns
     /// `Ok(None)` when, after acquiring it, the blob is already committed. Blocking: call from
     /// `spawn_blocking` in async code.
-    pub fn begin(&self, expected: &Digest, expected_size: u64) -> Result<Option<Ingest>, ContentError> {
+    pub fn begin(
+        &self,
+        expected: &Digest,
+        expected_size: u64,
+    ) -> Result<Option<Ingest>, ContentError> {
         if self.contains(expected) {
             return Ok(None);
         }
@@ -134,8 +150,17 @@ impl ContentStore {
             return Ok(None);
         }
         let path = self.ingest_dir().join(expected.hex());
-        let io_err = |source| ContentError::Io { path: path.clone(), source };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_err)?;
+        let io_err = |source| ContentError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_err)?;
         // Hash what an interrupted writer left so `offset()` can be trusted for a Range resume.
         let mut verifier = Verifier::new();
         let mut buf = vec![0u8; CHUNK];
@@ -146,7 +171,15 @@ impl ContentStore {
             }
             verifier.update(&buf[..n]);
         }
-        let mut ingest = Ingest { store: self.clone(), expected: expected.clone(), expected_size, path, file, verifier, _lock: lock };
+        let mut ingest = Ingest {
+            store: self.clone(),
+            expected: expected.clone(),
+            expected_size,
+            path,
+            file,
+            verifier,
+            _lock: lock,
+        };
         if ingest.verifier.len() > expected_size {
             // Longer than the blob can be: not a prefix of it.
             ingest.truncate()?;
@@ -156,11 +189,21 @@ impl ContentStore {
     /// Every committed blob digest.
     pub fn list(&self) -> Result<Vec<Digest>, ContentError> {
         let dir = self.blobs_dir();
-        let entries = fs::read_dir(&dir).map_err(|source| ContentError::Io { path: dir.clone(), source })?;
+        let entries = fs::read_dir(&dir).map_err(|source| ContentError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|source| ContentError::Io { path: dir.clone(), source })?;
-            if let Some(d) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) {
+            let entry = entry.map_err(|source| ContentError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -190,7 +233,10 @@ impl ContentStore {
             let mut verifier = Verifier::new();
             let mut buf = vec![0u8; CHUNK];
             loop {
-                let n = file.read(&mut buf).map_err(|source| ContentError::Io { path: path.clone(), source })?;
+                let n = file.read(&mut buf).map_err(|source| ContentError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
                 if n == 0 {
                     break;
                 }
@@ -208,8 +254,14 @@ impl ContentStore {
     /// digest's lock. Returns the digest and size. Blocking.
     pub fn ingest_unknown(&self, mut reader: impl Read) -> Result<(Digest, u64), ContentError> {
         let dir = self.ingest_dir();
-        let io_err = |path: &Path, source| ContentError::Io { path: path.to_path_buf(), source };
-        let tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(&dir).map_err(|e| io_err(&dir, e))?;
+        let io_err = |path: &Path, source| ContentError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(&dir)
+            .map_err(|e| io_err(&dir, e))?;
         // Held while writing so `prune_ingest` can tell a live temp file from a crash leftover.
         tmp.as_file().lock().map_err(|e| io_err(tmp.path(), e))?;
         let mut verifier = Verifier::new();
@@ -223,7 +275,8 @@ impl ContentStore {
                 Err(e) => return Err(io_err(tmp.path(), e)),
             };
             verifier.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(|e| self.write_error(e, tmp.path(), None))?;
+            out.write_all(&buf[..n])
+                .map_err(|e| self.write_error(e, tmp.path(), None))?;
         }
         let (digest, size) = verifier.finish();
         let lock_path = dir.join(format!("{}.lock", digest.hex()));
@@ -240,18 +293,26 @@ impl ContentStore {
     /// it works). Returns the removed paths and their total size.
     pub fn prune_ingest(&self) -> Result<(Vec<PathBuf>, u64), ContentError> {
         let dir = self.ingest_dir();
-        let entries = fs::read_dir(&dir).map_err(|source| ContentError::Io { path: dir.clone(), source })?;
+        let entries = fs::read_dir(&dir).map_err(|source| ContentError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let mut removed = Vec::new();
         let mut bytes = 0;
         for entry in entries {
-            let entry = entry.map_err(|source| ContentError::Io { path: dir.clone(), source })?;
+            let entry = entry.map_err(|source| ContentError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let path = entry.path();
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
             if name.starts_with(TEMP_PREFIX) {
                 // A live temp file is flocked by its writer.
-                let Ok(file) = File::open(&path) else { continue };
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
                 if file.try_lock().is_ok() && fs::remove_file(&path).is_ok() {
                     bytes += size;
                     removed.push(path);
@@ -278,12 +339,19 @@ impl ContentStore {
     /// fsync `file`, make it read-only, rename it to the blob path, fsync the directory.
     fn publish(&self, file: &File, from: &Path, digest: &Digest) -> Result<(), ContentError> {
         let to = self.blob_path(digest);
-        file.sync_all().map_err(|e| self.write_error(e, from, Some(digest)))?;
+        file.sync_all()
+            .map_err(|e| self.write_error(e, from, Some(digest)))?;
         // Blobs are immutable; read-only mode guards against accidental edits through a path.
         use std::os::unix::fs::PermissionsExt as _;
         file.set_permissions(fs::Permissions::from_mode(0o444))
-            .map_err(|source| ContentError::Io { path: from.to_path_buf(), source })?;
-        fs::rename(from, &to).map_err(|source| ContentError::Io { path: to.clone(), source })?;
+            .map_err(|source| ContentError::Io {
+                path: from.to_path_buf(),
+                source,
+            })?;
+        fs::rename(from, &to).map_err(|source| ContentError::Io {
+            path: to.clone(),
+            source,
+        })?;
         let dir = self.blobs_dir();
         File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -292,11 +360,22 @@ impl ContentStore {
 
     fn write_error(&self, e: io::Error, path: &Path, digest: Option<&Digest>) -> ContentError {
         match digest {
-            Some(digest) if matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded) => {
-                ContentError::NoSpace { path: path.to_path_buf(), digest: digest.clone() }
+            Some(digest)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                ) =>
+            {
+                ContentError::NoSpace {
+                    path: path.to_path_buf(),
+                    digest: digest.clone(),
+                }
             }
             // Digest not known yet: the I/O error itself says "No space left on device".
-            _ => ContentError::Io { path: path.to_path_buf(), source: e },
+            _ => ContentError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            },
         }
     }
 }
@@ -317,9 +396,18 @@ fn not_found_or_io(e: io::Error, digest: &Digest, path: PathBuf) -> ContentError
 /// doc).
 fn lock_exclusive(path: &Path, block: bool) -> Result<Option<IngestLock>, ContentError> {
     use std::os::unix::fs::MetadataExt as _;
-    let io_err = |source| ContentError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| ContentError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     loop {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err)?;
         if block {
             file.lock().map_err(io_err)?;
         } else {
@@ -332,7 +420,10 @@ fn lock_exclusive(path: &Path, block: bool) -> Result<Option<IngestLock>, Conten
         let held = file.metadata().map_err(io_err)?;
         match fs::metadata(path) {
             Ok(now) if now.dev() == held.dev() && now.ino() == held.ino() => {
-                return Ok(Some(IngestLock { path: path.to_path_buf(), file: Some(file) }));
+                return Ok(Some(IngestLock {
+                    path: path.to_path_buf(),
+                    file: Some(file),
+                }));
             }
             // Unlinked (or replaced) by the previous holder: lock the current file instead.
             Ok(_) => continue,
@@ -353,7 +444,10 @@ impl Ingest {
     }
     /// Discard partial data (the source does not support resumption).
     pub fn truncate(&mut self) -> Result<(), ContentError> {
-        let io_err = |source| ContentError::Io { path: self.path.clone(), source };
+        let io_err = |source| ContentError::Io {
+            path: self.path.clone(),
+            source,
+        };
         self.file.set_len(0).map_err(io_err)?;
         self.file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         self.verifier = Verifier::new();
@@ -375,7 +469,9 @@ impl Ingest {
                 actual_size: total,
             });
         }
-        self.file.write_all(data).map_err(|e| self.store.write_error(e, &self.path, Some(&self.expected)))?;
+        self.file
+            .write_all(data)
+            .map_err(|e| self.store.write_error(e, &self.path, Some(&self.expected)))?;
         self.verifier.update(data);
         Ok(())
     }
@@ -440,7 +536,12 @@ mod tests {
         let expected = Digest::of(b"right");
         let e = cs.write_all(&expected, b"wrong").unwrap_err();
         match &e {
-            ContentError::DigestMismatch { expected: x, actual, expected_size, actual_size } => {
+            ContentError::DigestMismatch {
+                expected: x,
+                actual,
+                expected_size,
+                actual_size,
+            } => {
                 assert_eq!(x, &expected);
                 assert_eq!(actual, &Digest::of(b"wrong"));
                 assert_eq!((*expected_size, *actual_size), (5, 5));
@@ -449,16 +550,29 @@ mod tests {
         }
         assert!(e.to_string().contains(&expected.to_string()));
         assert!(!cs.contains(&expected));
-        assert!(!cs.ingest_dir().join(expected.hex()).exists(), "partial file must be removed");
+        assert!(
+            !cs.ingest_dir().join(expected.hex()).exists(),
+            "partial file must be removed"
+        );
         // Size mismatch with the right prefix.
         let mut ing = cs.begin(&expected, 4).unwrap().unwrap();
-        assert!(matches!(ing.write(b"right"), Err(ContentError::DigestMismatch { actual_size: 5, .. })));
+        assert!(matches!(
+            ing.write(b"right"),
+            Err(ContentError::DigestMismatch { actual_size: 5, .. })
+        ));
         // The over-long write reset the ingest.
         assert_eq!(ing.offset(), 0);
         drop(ing);
         let mut ing = cs.begin(&expected, 6).unwrap().unwrap();
         ing.write(b"right").unwrap();
-        assert!(matches!(ing.commit(), Err(ContentError::DigestMismatch { actual_size: 5, expected_size: 6, .. })));
+        assert!(matches!(
+            ing.commit(),
+            Err(ContentError::DigestMismatch {
+                actual_size: 5,
+                expected_size: 6,
+                ..
+            })
+        ));
         assert!(!cs.contains(&expected));
         assert!(cs.list().unwrap().is_empty());
     }
@@ -473,7 +587,10 @@ mod tests {
         ing.write(&data[..1_234_567]).unwrap();
         drop(ing); // interrupted
         assert!(!cs.contains(&d));
-        assert!(cs.ingest_dir().join(d.hex()).exists(), "partial data kept for resumption");
+        assert!(
+            cs.ingest_dir().join(d.hex()).exists(),
+            "partial data kept for resumption"
+        );
         let mut ing = cs.begin(&d, data.len() as u64).unwrap().unwrap();
         assert_eq!(ing.offset(), 1_234_567);
         assert_eq!(ing.digest(), &d);
@@ -529,13 +646,26 @@ mod tests {
         };
         assert_eq!(rx.recv().unwrap(), "waiting");
         // The second writer must block while the first holds the lock.
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "second writer did not wait");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "second writer did not wait"
+        );
         first.write(&data[50_000..]).unwrap();
         first.commit().unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), "returned");
-        assert!(second.join().unwrap().unwrap(), "second writer must find the blob committed");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            "returned"
+        );
+        assert!(
+            second.join().unwrap().unwrap(),
+            "second writer must find the blob committed"
+        );
         assert_eq!(cs.read(&d).unwrap(), data);
-        assert_eq!(fs::read_dir(cs.ingest_dir()).unwrap().count(), 0, "lock files cleaned up");
+        assert_eq!(
+            fs::read_dir(cs.ingest_dir()).unwrap().count(),
+            0,
+            "lock files cleaned up"
+        );
     }
 
     #[test]
@@ -548,13 +678,19 @@ mod tests {
         let waiter = {
             let (cs, d, data) = (cs.clone(), d.clone(), data.clone());
             std::thread::spawn(move || {
-                let mut ing = cs.begin(&d, 7).unwrap().expect("first writer failed, so this one writes");
+                let mut ing = cs
+                    .begin(&d, 7)
+                    .unwrap()
+                    .expect("first writer failed, so this one writes");
                 ing.write(&data).unwrap();
                 ing.commit().unwrap();
             })
         };
         std::thread::sleep(Duration::from_millis(100));
-        assert!(matches!(first.commit(), Err(ContentError::DigestMismatch { .. })));
+        assert!(matches!(
+            first.commit(),
+            Err(ContentError::DigestMismatch { .. })
+        ));
         waiter.join().unwrap();
         assert_eq!(cs.read(&d).unwrap(), data);
     }
@@ -605,7 +741,10 @@ mod tests {
         let d = Digest::of(b"x");
         cs.write_all(&d, b"x").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(fs::metadata(cs.blob_path(&d)).unwrap().permissions().mode() & 0o777, 0o444);
+        assert_eq!(
+            fs::metadata(cs.blob_path(&d)).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
     }
 
     #[test]
@@ -617,7 +756,11 @@ mod tests {
         assert_eq!(cs.read(&d).unwrap(), data);
         let (d2, _) = cs.ingest_unknown(&data[..]).unwrap();
         assert_eq!(d2, d);
-        assert_eq!(fs::read_dir(cs.ingest_dir()).unwrap().count(), 0, "no temp files left");
+        assert_eq!(
+            fs::read_dir(cs.ingest_dir()).unwrap().count(),
+            0,
+            "no temp files left"
+        );
     }
 
     #[test]
@@ -639,5 +782,57 @@ mod tests {
         live_ing.write(b"ve!").unwrap();
         live_ing.commit().unwrap();
         assert!(cs.contains(&live));
+    }
+
+    #[test]
+    fn waits_for_a_writer_in_another_process() {
+        // flock(1) holds the ingest lock from a separate process, as a second deckhand would.
+        let (_dir, cs) = store();
+        let d = Digest::of(b"cross-process");
+        let lock = cs.ingest_dir().join(format!("{}.lock", d.hex()));
+        let mut child = std::process::Command::new("flock")
+            .arg(&lock)
+            .args(["sleep", "1"])
+            .spawn()
+            .expect("flock(1) from util-linux is needed for this test");
+        // Wait until the child holds the lock.
+        let probe = File::open({
+            while !lock.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            &lock
+        })
+        .unwrap();
+        while probe.try_lock().is_ok() {
+            probe.unlock().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let start = std::time::Instant::now();
+        let ingest = cs.begin(&d, 13).unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(300),
+            "begin did not wait for the other process"
+        );
+        assert!(ingest.is_some());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn out_of_space_is_reported_as_such() {
+        let (_dir, cs) = store();
+        let d = Digest::of(b"x");
+        let e = cs.write_error(
+            io::Error::from(io::ErrorKind::StorageFull),
+            Path::new("/x"),
+            Some(&d),
+        );
+        assert!(matches!(&e, ContentError::NoSpace { digest, .. } if digest == &d));
+        assert!(e.to_string().contains("free space and retry"));
+        let e = cs.write_error(
+            io::Error::from(io::ErrorKind::PermissionDenied),
+            Path::new("/x"),
+            Some(&d),
+        );
+        assert!(matches!(e, ContentError::Io { .. }));
     }
 }

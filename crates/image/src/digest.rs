@@ -10,7 +10,9 @@ pub enum DigestError {
 }
 
 /// A validated digest. Only sha256 is accepted (as containerd does by default).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Digest {
     hex: String,
@@ -20,7 +22,9 @@ impl Digest {
     /// Digest of `data`.
     pub fn of(data: &[u8]) -> Digest {
         use sha2::Digest as _;
-        Digest { hex: hex::encode(sha2::Sha256::digest(data)) }
+        Digest {
+            hex: hex::encode(sha2::Sha256::digest(data)),
+        }
     }
     pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
         format!("sha256:{hex}").parse()
@@ -36,11 +40,19 @@ impl Digest {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| DigestError::Invalid(s.to_string()))?;
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| DigestError::Invalid(s.to_string()))?;
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::Invalid(s.to_string()));
         }
-        Ok(Digest { hex: hex.to_string() })
+        Ok(Digest {
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -87,6 +99,56 @@ impl Verifier {
     }
     pub fn finish(self) -> (Digest, u64) {
         use sha2::Digest as _;
-        (Digest { hex: hex::encode(self.hasher.finalize()) }, self.len)
+        (
+            Digest {
+                hex: hex::encode(self.hasher.finalize()),
+            },
+            self.len,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+    #[test]
+    fn parse_and_display() {
+        let d: Digest = EMPTY.parse().unwrap();
+        assert_eq!(d, Digest::of(b""));
+        assert_eq!(d.to_string(), EMPTY);
+        assert_eq!(d.algorithm(), "sha256");
+        assert_eq!(Digest::from_hex(d.hex()).unwrap(), d);
+        for bad in [
+            "",
+            "sha256:",
+            "e3b0c442",
+            &EMPTY.to_uppercase(),
+            &EMPTY.replace("sha256", "sha512"),
+            &format!("{EMPTY}0"),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip_validates() {
+        let d = Digest::of(b"x");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, format!("\"{d}\""));
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<Digest>("\"sha256:nothex\"").is_err());
+    }
+
+    #[test]
+    fn verifier_matches_one_shot() {
+        let mut v = Verifier::new();
+        assert!(v.is_empty());
+        v.update(b"hello ");
+        v.update(b"world");
+        assert_eq!(v.len(), 11);
+        assert_eq!(v.finish(), (Digest::of(b"hello world"), 11));
     }
 }

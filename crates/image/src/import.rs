@@ -10,13 +10,13 @@
 //! hashed into the store as they stream; small files (`index.json`, `manifest.json`, configs)
 //! are kept in memory. Only then are the index or manifest list read and the images committed.
 
+use crate::content::{ContentError, ContentStore};
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, Index, Manifest, ManifestDocument, Platform};
 use crate::media::{self, Compression};
 use crate::progress::{ProgressEvent, ProgressSink};
 use crate::reference::Reference;
 use crate::store::{Image, ImageStore, StoreError};
-use crate::content::{ContentError, ContentStore};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -33,7 +33,11 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { name: None, platform: Platform::host(), progress: crate::progress::discard() }
+        ImportOptions {
+            name: None,
+            platform: Platform::host(),
+            progress: crate::progress::discard(),
+        }
     }
 }
 
@@ -49,7 +53,11 @@ const SMALL_FILE: u64 = 1 << 20;
 impl ImageStore {
     /// Import every image in `path` (a file: OCI or docker archive, possibly gzip-compressed;
     /// a directory: OCI layout). Blocking work runs on the blocking pool.
-    pub async fn import(&self, path: &Path, options: ImportOptions) -> Result<Vec<Image>, StoreError> {
+    pub async fn import(
+        &self,
+        path: &Path,
+        options: ImportOptions,
+    ) -> Result<Vec<Image>, StoreError> {
         let store = self.clone();
         let path = path.to_path_buf();
         tokio::task::spawn_blocking(move || store.import_blocking(&path, &options))
@@ -57,21 +65,39 @@ impl ImageStore {
             .map_err(|e| StoreError::Internal(format!("import task failed: {e}")))?
     }
 
-    fn import_blocking(&self, path: &Path, options: &ImportOptions) -> Result<Vec<Image>, StoreError> {
+    fn import_blocking(
+        &self,
+        path: &Path,
+        options: &ImportOptions,
+    ) -> Result<Vec<Image>, StoreError> {
+        // Blobs land before records: keep prune off them until the records are written.
+        let _gc = self.gc_guard()?;
         let staged = stage(&self.content, path, options)?;
         let mut images = Vec::with_capacity(staged.len());
         for s in staged {
             let start = Instant::now();
             if let Ok(bytes) = self.content.read(&s.manifest) {
-                if let Ok(ManifestDocument::Manifest(m)) = ManifestDocument::parse("", &s.manifest, &bytes) {
+                if let Ok(ManifestDocument::Manifest(m)) =
+                    ManifestDocument::parse("", &s.manifest, &bytes)
+                {
                     (options.progress)(ProgressEvent::Resolved {
                         reference: s.name.clone(),
                         manifest: s.manifest.clone(),
-                        layers: m.layers.iter().map(|l| (l.digest.clone(), l.size)).collect(),
+                        layers: m
+                            .layers
+                            .iter()
+                            .map(|l| (l.digest.clone(), l.size))
+                            .collect(),
                     });
                 }
             }
-            let image = self.commit_image(&s.name, &s.target, &s.manifest, &options.platform)?;
+            let image = self.commit_image_reporting(
+                &s.name,
+                &s.target,
+                &s.manifest,
+                &options.platform,
+                &*options.progress,
+            )?;
             (options.progress)(ProgressEvent::Done {
                 reference: s.name.clone(),
                 manifest: s.manifest.clone(),
@@ -92,14 +118,25 @@ pub(crate) struct Staged {
 }
 
 /// Bring every blob of every image in `path` into `content` and work out names. Blocking.
-pub(crate) fn stage(content: &ContentStore, path: &Path, options: &ImportOptions) -> Result<Vec<Staged>, StoreError> {
-    let meta = std::fs::metadata(path).map_err(|e| import_err(path, format!("cannot read it: {e}")))?;
+pub(crate) fn stage(
+    content: &ContentStore,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<Vec<Staged>, StoreError> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| import_err(path, format!("cannot read it: {e}")))?;
     let staged = if meta.is_dir() {
         let index = std::fs::read(path.join("index.json")).map_err(|e| {
-            import_err(path, format!("not an OCI layout directory (cannot read index.json: {e})"))
+            import_err(
+                path,
+                format!("not an OCI layout directory (cannot read index.json: {e})"),
+            )
         })?;
         check_oci_layout(path, std::fs::read(path.join("oci-layout")).ok().as_deref())?;
-        let source = DirSource { root: path.to_path_buf(), progress: options.progress.clone() };
+        let source = DirSource {
+            root: path.to_path_buf(),
+            progress: options.progress.clone(),
+        };
         stage_oci(content, &source, path, &index, options)?
     } else {
         let files = read_archive(content, path, &options.progress)?;
@@ -111,7 +148,8 @@ pub(crate) fn stage(content: &ContentStore, path: &Path, options: &ImportOptions
         } else {
             return Err(import_err(
                 path,
-                "neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)".into(),
+                "neither an OCI archive (no index.json) nor a docker-archive (no manifest.json)"
+                    .into(),
             ));
         }
     };
@@ -134,7 +172,10 @@ pub(crate) fn stage(content: &ContentStore, path: &Path, options: &ImportOptions
 }
 
 fn import_err(path: &Path, message: String) -> StoreError {
-    StoreError::Import { path: path.to_path_buf(), message }
+    StoreError::Import {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 fn check_oci_layout(path: &Path, layout: Option<&[u8]>) -> Result<(), StoreError> {
@@ -153,7 +194,10 @@ fn check_oci_layout(path: &Path, layout: Option<&[u8]>) -> Result<(), StoreError
     if !layout.image_layout_version.starts_with("1.") {
         return Err(import_err(
             path,
-            format!("unsupported OCI layout version {:?} (1.x is supported)", layout.image_layout_version),
+            format!(
+                "unsupported OCI layout version {:?} (1.x is supported)",
+                layout.image_layout_version
+            ),
         ));
     }
     Ok(())
@@ -175,10 +219,17 @@ struct DirSource {
 impl BlobSource for DirSource {
     fn ensure(&self, content: &ContentStore, desc: &Descriptor) -> Result<bool, StoreError> {
         if content.contains(&desc.digest) {
-            (self.progress)(ProgressEvent::LayerExists { digest: desc.digest.clone(), size: desc.size });
+            (self.progress)(ProgressEvent::LayerExists {
+                digest: desc.digest.clone(),
+                size: desc.size,
+            });
             return check_size(content, desc, &self.root).map(|()| true);
         }
-        let path = self.root.join("blobs").join(desc.digest.algorithm()).join(desc.digest.hex());
+        let path = self
+            .root
+            .join("blobs")
+            .join(desc.digest.algorithm())
+            .join(desc.digest.hex());
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -200,7 +251,10 @@ fn check_size(content: &ContentStore, desc: &Descriptor, path: &Path) -> Result<
     if size != desc.size {
         return Err(import_err(
             path,
-            format!("descriptor of {} says {} bytes but the blob has {size}; the archive is damaged", desc.digest, desc.size),
+            format!(
+                "descriptor of {} says {} bytes but the blob has {size}; the archive is damaged",
+                desc.digest, desc.size
+            ),
         ));
     }
     Ok(())
@@ -214,7 +268,9 @@ fn copy_verified(
     mut reader: impl Read,
     origin: &Path,
 ) -> Result<(), StoreError> {
-    let Some(mut ingest) = content.begin(digest, size)? else { return Ok(()) };
+    let Some(mut ingest) = content.begin(digest, size)? else {
+        return Ok(());
+    };
     // Our source reads from the start; a partial download of the same blob is not a prefix
     // we can skip in a tar stream.
     ingest.truncate()?;
@@ -262,7 +318,11 @@ impl ArchiveFiles {
         self.small.get(self.resolve(name)).map(Vec::as_slice)
     }
     /// A file's blob in the content store, writing small files in on demand.
-    fn blob(&self, content: &ContentStore, name: &str) -> Result<Option<(Digest, u64)>, StoreError> {
+    fn blob(
+        &self,
+        content: &ContentStore,
+        name: &str,
+    ) -> Result<Option<(Digest, u64)>, StoreError> {
         let normalized = normalize(name);
         let name = self.resolve(&normalized);
         if let Some(b) = self.blobs.get(name) {
@@ -282,7 +342,12 @@ impl BlobSource for ArchiveFiles {
         if !content.contains(&desc.digest) {
             return Ok(false);
         }
-        check_size(content, desc, Path::new(&format!("blobs/sha256/{}", desc.digest.hex()))).map(|()| true)
+        check_size(
+            content,
+            desc,
+            Path::new(&format!("blobs/sha256/{}", desc.digest.hex())),
+        )
+        .map(|()| true)
     }
 }
 
@@ -302,14 +367,21 @@ fn normalize(name: &str) -> String {
 }
 
 /// One streaming pass over the (possibly compressed) archive at `path`.
-fn read_archive(content: &ContentStore, path: &Path, progress: &ProgressSink) -> Result<ArchiveFiles, StoreError> {
+fn read_archive(
+    content: &ContentStore,
+    path: &Path,
+    progress: &ProgressSink,
+) -> Result<ArchiveFiles, StoreError> {
     let file = File::open(path).map_err(|e| import_err(path, format!("cannot open: {e}")))?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
-    let head = reader.fill_buf().map_err(|e| import_err(path, format!("cannot read: {e}")))?;
+    let head = reader
+        .fill_buf()
+        .map_err(|e| import_err(path, format!("cannot read: {e}")))?;
     let stream: Box<dyn Read> = match Compression::detect(head) {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
         Compression::Zstd => Box::new(
-            zstd::Decoder::with_buffer(reader).map_err(|e| import_err(path, format!("zstd: {e}")))?,
+            zstd::Decoder::with_buffer(reader)
+                .map_err(|e| import_err(path, format!("zstd: {e}")))?,
         ),
         Compression::None => Box::new(reader),
     };
@@ -318,17 +390,27 @@ fn read_archive(content: &ContentStore, path: &Path, progress: &ProgressSink) ->
     let mut files = ArchiveFiles::default();
     for entry in archive.entries().map_err(tar_err)? {
         let mut entry = entry.map_err(tar_err)?;
-        let raw_name = entry.path().map_err(tar_err)?.to_string_lossy().into_owned();
+        let raw_name = entry
+            .path()
+            .map_err(tar_err)?
+            .to_string_lossy()
+            .into_owned();
         let name = normalize(&raw_name);
         let member = path.join(&name);
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
                 let start = Instant::now();
-                let known = name.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_hex(h).ok());
+                let known = name
+                    .strip_prefix("blobs/sha256/")
+                    .and_then(|h| Digest::from_hex(h).ok());
                 if let Some(digest) = known {
                     copy_verified(content, &digest, size, &mut entry, &member)?;
-                    progress(ProgressEvent::LayerDownloaded { digest: digest.clone(), size, elapsed: start.elapsed() });
+                    progress(ProgressEvent::LayerDownloaded {
+                        digest: digest.clone(),
+                        size,
+                        elapsed: start.elapsed(),
+                    });
                     files.blobs.insert(name, (digest, size));
                 } else if size <= SMALL_FILE {
                     let mut buf = Vec::with_capacity(size as usize);
@@ -336,7 +418,11 @@ fn read_archive(content: &ContentStore, path: &Path, progress: &ProgressSink) ->
                     files.small.insert(name, buf);
                 } else {
                     let (digest, size) = content.ingest_unknown(&mut entry)?;
-                    progress(ProgressEvent::LayerDownloaded { digest: digest.clone(), size, elapsed: start.elapsed() });
+                    progress(ProgressEvent::LayerDownloaded {
+                        digest: digest.clone(),
+                        size,
+                        elapsed: start.elapsed(),
+                    });
                     files.blobs.insert(name, (digest, size));
                 }
             }
@@ -350,7 +436,9 @@ fn read_archive(content: &ContentStore, path: &Path, progress: &ProgressSink) ->
             }
             tar::EntryType::Link => {
                 if let Some(target) = entry.link_name().map_err(tar_err)? {
-                    files.links.insert(name, normalize(&target.to_string_lossy()));
+                    files
+                        .links
+                        .insert(name, normalize(&target.to_string_lossy()));
                 }
             }
             _ => {}
@@ -385,22 +473,32 @@ fn oci_name(
     options: &ImportOptions,
     single: bool,
 ) -> Result<String, StoreError> {
-    let annotated = match (desc.annotations.get(ANNOTATION_CONTAINERD_NAME), desc.annotations.get(ANNOTATION_REF_NAME)) {
+    let annotated = match (
+        desc.annotations.get(ANNOTATION_CONTAINERD_NAME),
+        desc.annotations.get(ANNOTATION_REF_NAME),
+    ) {
         (Some(full), _) if !full.is_empty() => Some(Annotated::Full(full.clone())),
         (_, Some(r)) if is_bare_tag(r) => Some(Annotated::Tag(r.clone())),
         (_, Some(r)) if !r.is_empty() => Some(Annotated::Full(r.clone())),
         _ => None,
     };
     match (&options.name, annotated) {
-        (Some(n), Some(Annotated::Tag(t))) if !has_tag_or_digest(n) => full_name(&format!("{n}:{t}")),
-        (Some(n), _) if single => full_name(n),
-        (Some(n), None) => full_name(n),
+        // `--name example.com/app` with an annotated tag `1.0` gives `example.com/app:1.0`.
+        (Some(n), Some(Annotated::Tag(t))) if !has_tag_or_digest(n) => {
+            full_name(&format!("{n}:{t}"))
+        }
+        // The archive's own full name stands, unless --name overrides the only image.
+        (Some(n), Some(Annotated::Full(_))) if single => full_name(n),
         (_, Some(Annotated::Full(f))) => full_name(&f),
+        (Some(n), _) => full_name(n),
         (None, Some(Annotated::Tag(t))) => Err(import_err(
             path,
-            format!("image {} is tagged {t:?} but has no repository name: pass --name (e.g. --name example.com/app)", desc.digest),
+            format!(
+                "image {} is tagged {t:?} but has no repository name: pass --name (e.g. --name example.com/app)",
+                desc.digest
+            ),
         )),
-        (_, _) => Err(import_err(
+        (None, None) => Err(import_err(
             path,
             format!("image {} carries no name: pass --name to name it", desc.digest),
         )),
@@ -414,20 +512,31 @@ fn stage_oci(
     index_json: &[u8],
     options: &ImportOptions,
 ) -> Result<Vec<Staged>, StoreError> {
-    let index: Index =
-        serde_json::from_slice(index_json).map_err(|e| import_err(path, format!("index.json is not valid: {e}")))?;
+    let index: Index = serde_json::from_slice(index_json)
+        .map_err(|e| import_err(path, format!("index.json is not valid: {e}")))?;
     // Entries for other platforms are skipped (a layout may list one manifest per platform).
     let wanted: Vec<&Descriptor> = index
         .manifests
         .iter()
-        .filter(|d| d.platform.as_ref().is_none_or(|p| options.platform.matches(p)))
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_none_or(|p| options.platform.matches(p))
+        })
         .collect();
     if wanted.is_empty() && !index.manifests.is_empty() {
-        let available: Vec<String> =
-            index.manifests.iter().filter_map(|d| d.platform.as_ref().map(|p| p.to_string())).collect();
+        let available: Vec<String> = index
+            .manifests
+            .iter()
+            .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+            .collect();
         return Err(import_err(
             path,
-            format!("no image for platform {} (available: {})", options.platform, available.join(", ")),
+            format!(
+                "no image for platform {} (available: {})",
+                options.platform,
+                available.join(", ")
+            ),
         ));
     }
     let single = wanted.len() == 1;
@@ -435,14 +544,27 @@ fn stage_oci(
     for desc in wanted {
         let name = oci_name(path, desc, options, single)?;
         let manifest = resolve_manifest(content, source, path, desc, &options.platform)?;
-        staged.push(Staged { name, target: desc.clone(), manifest });
+        staged.push(Staged {
+            name,
+            target: desc.clone(),
+            manifest,
+        });
     }
     Ok(staged)
 }
 
-fn require(content: &ContentStore, source: &dyn BlobSource, path: &Path, desc: &Descriptor, what: &str) -> Result<(), StoreError> {
+fn require(
+    content: &ContentStore,
+    source: &dyn BlobSource,
+    path: &Path,
+    desc: &Descriptor,
+    what: &str,
+) -> Result<(), StoreError> {
     if !source.ensure(content, desc)? {
-        return Err(import_err(path, format!("the archive lacks blob {} ({what})", desc.digest)));
+        return Err(import_err(
+            path,
+            format!("the archive lacks blob {} ({what})", desc.digest),
+        ));
     }
     Ok(())
 }
@@ -457,7 +579,11 @@ fn resolve_manifest(
     platform: &Platform,
 ) -> Result<Digest, StoreError> {
     require(content, source, path, desc, "image index or manifest")?;
-    let manifest_desc = match ManifestDocument::parse(&desc.media_type, &desc.digest, &content.read(&desc.digest)?)? {
+    let manifest_desc = match ManifestDocument::parse(
+        &desc.media_type,
+        &desc.digest,
+        &content.read(&desc.digest)?,
+    )? {
         ManifestDocument::Manifest(_) => desc.clone(),
         ManifestDocument::Index(index) => {
             // Single-platform saves keep the multi-platform index but only one platform's
@@ -468,7 +594,10 @@ fn resolve_manifest(
                     present.push(child.clone());
                 }
             }
-            let present = Index { manifests: present, ..index };
+            let present = Index {
+                manifests: present,
+                ..index
+            };
             present.select(platform, &desc.digest)?.clone()
         }
     };
@@ -481,7 +610,10 @@ fn resolve_manifest(
         ManifestDocument::Index(_) => {
             return Err(import_err(
                 path,
-                format!("{} is an index nested in an index; only one level is supported", manifest_desc.digest),
+                format!(
+                    "{} is an index nested in an index; only one level is supported",
+                    manifest_desc.digest
+                ),
             ));
         }
     };
@@ -510,33 +642,51 @@ fn stage_docker(
     manifest_json: &[u8],
     options: &ImportOptions,
 ) -> Result<Vec<Staged>, StoreError> {
-    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest_json)
-        .map_err(|e| import_err(path, format!("manifest.json is not a docker-archive manifest: {e}")))?;
+    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(manifest_json).map_err(|e| {
+        import_err(
+            path,
+            format!("manifest.json is not a docker-archive manifest: {e}"),
+        )
+    })?;
     let single = entries.len() == 1;
     let mut staged = Vec::new();
     for entry in entries {
-        let (config_digest, config_size) = files
-            .blob(content, &entry.config)?
-            .ok_or_else(|| import_err(path, format!("the archive lacks the config file {}", entry.config)))?;
+        let (config_digest, config_size) =
+            files.blob(content, &entry.config)?.ok_or_else(|| {
+                import_err(
+                    path,
+                    format!("the archive lacks the config file {}", entry.config),
+                )
+            })?;
         // `<hex>.json` and `blobs/sha256/<hex>` name their digest: check it.
-        let stem = Path::new(&entry.config).file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let stem = Path::new(&entry.config)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
         let stem = stem.strip_suffix(".json").unwrap_or(stem);
         if let Ok(named) = Digest::from_hex(stem) {
             if named != config_digest {
                 return Err(import_err(
                     path,
-                    format!("config file {} has digest {config_digest}; the archive is damaged", entry.config),
+                    format!(
+                        "config file {} has digest {config_digest}; the archive is damaged",
+                        entry.config
+                    ),
                 ));
             }
         }
-        let config = crate::config::ImageConfig::parse(&config_digest, &content.read(&config_digest)?)?;
+        let config =
+            crate::config::ImageConfig::parse(&config_digest, &content.read(&config_digest)?)?;
         config.check_layers(&config_digest, entry.layers.len())?;
 
         let mut layers = Vec::with_capacity(entry.layers.len());
         for (i, layer_file) in entry.layers.iter().enumerate() {
-            let (digest, size) = files
-                .blob(content, layer_file)?
-                .ok_or_else(|| import_err(path, format!("the archive lacks the layer file {layer_file}")))?;
+            let (digest, size) = files.blob(content, layer_file)?.ok_or_else(|| {
+                import_err(
+                    path,
+                    format!("the archive lacks the layer file {layer_file}"),
+                )
+            })?;
             let compression = {
                 let mut head = [0u8; 4];
                 let mut f = content.open_blob(&digest)?;
@@ -568,15 +718,28 @@ fn stage_docker(
             layers,
             annotations: BTreeMap::new(),
         };
-        let bytes = serde_json::to_vec(&manifest).map_err(|e| StoreError::Internal(format!("encoding manifest: {e}")))?;
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| StoreError::Internal(format!("encoding manifest: {e}")))?;
         let manifest_digest = Digest::of(&bytes);
         content.write_all(&manifest_digest, &bytes)?;
-        let target = descriptor(media::OCI_MANIFEST, manifest_digest.clone(), bytes.len() as u64);
+        let target = descriptor(
+            media::OCI_MANIFEST,
+            manifest_digest.clone(),
+            bytes.len() as u64,
+        );
 
-        let tags: Vec<String> = entry.repo_tags.unwrap_or_default().into_iter().filter(|t| !t.is_empty()).collect();
+        let tags: Vec<String> = entry
+            .repo_tags
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect();
         let names = match (&options.name, tags.is_empty()) {
             (Some(n), _) if single => vec![full_name(n)?],
-            (_, false) => tags.iter().map(|t| full_name(t)).collect::<Result<_, _>>()?,
+            (_, false) => tags
+                .iter()
+                .map(|t| full_name(t))
+                .collect::<Result<_, _>>()?,
             (Some(n), true) => vec![full_name(n)?],
             (None, true) => {
                 return Err(import_err(
@@ -586,7 +749,11 @@ fn stage_docker(
             }
         };
         for name in names {
-            staged.push(Staged { name, target: target.clone(), manifest: manifest_digest.clone() });
+            staged.push(Staged {
+                name,
+                target: target.clone(),
+                manifest: manifest_digest.clone(),
+            });
         }
     }
     Ok(staged)
@@ -615,5 +782,4 @@ fn read_head(f: &mut File, head: &mut [u8]) -> usize {
 }
 
 #[cfg(test)]
-#[path = "import_tests.rs"]
 mod tests;

@@ -23,7 +23,12 @@ pub enum ManifestError {
     #[error("unsupported manifest media type {0:?} (Docker schema 1 is not supported)")]
     UnsupportedMediaType(String),
     #[error("no manifest for platform {wanted} in index {index}; available: {available}")]
-    NoMatchingPlatform { wanted: Platform, index: Digest, available: String },
+    NoMatchingPlatform {
+        /// Boxed to keep every `Result` carrying this error small (clippy `result_large_err`).
+        wanted: Box<Platform>,
+        index: Digest,
+        available: String,
+    },
     #[error("invalid platform {0:?}: expected os/arch[/variant], e.g. linux/amd64")]
     InvalidPlatform(String),
 }
@@ -78,21 +83,29 @@ impl ManifestDocument {
     /// Parse `bytes` given the media type from the registry's `Content-Type` or the parent
     /// descriptor; when the media type is empty or generic, it is taken from the document's own
     /// `mediaType` field, or inferred (`manifests` → index, `config` → manifest).
-    pub fn parse(media_type: &str, digest: &Digest, bytes: &[u8]) -> Result<ManifestDocument, ManifestError> {
+    pub fn parse(
+        media_type: &str,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<ManifestDocument, ManifestError> {
         // Registries append parameters (`; charset=utf-8`); they do not change the type.
         let media_type = media_type.split(';').next().unwrap_or("").trim();
         let parse_err = |source| ManifestError::Parse {
             digest: digest.clone(),
-            media_type: if media_type.is_empty() { "(unspecified)".into() } else { media_type.into() },
+            media_type: if media_type.is_empty() {
+                "(unspecified)".into()
+            } else {
+                media_type.into()
+            },
             source,
         };
         match media_type {
-            media::OCI_INDEX | media::DOCKER_MANIFEST_LIST => {
-                serde_json::from_slice(bytes).map(ManifestDocument::Index).map_err(parse_err)
-            }
-            media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
-                serde_json::from_slice(bytes).map(ManifestDocument::Manifest).map_err(parse_err)
-            }
+            media::OCI_INDEX | media::DOCKER_MANIFEST_LIST => serde_json::from_slice(bytes)
+                .map(ManifestDocument::Index)
+                .map_err(parse_err),
+            media::OCI_MANIFEST | media::DOCKER_MANIFEST => serde_json::from_slice(bytes)
+                .map(ManifestDocument::Manifest)
+                .map_err(parse_err),
             DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => {
                 Err(ManifestError::UnsupportedMediaType(media_type.to_string()))
             }
@@ -105,7 +118,10 @@ impl ManifestDocument {
 
     /// Generic content type: trust the document's own `mediaType`, else its shape. Schema 1
     /// documents have `schemaVersion: 1` and no `mediaType`.
-    fn infer(digest: &Digest, bytes: &[u8]) -> Result<Result<ManifestDocument, ManifestError>, serde_json::Error> {
+    fn infer(
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<Result<ManifestDocument, ManifestError>, serde_json::Error> {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Probe {
@@ -125,7 +141,9 @@ impl ManifestDocument {
             return Ok(Self::parse(mt, digest, bytes));
         }
         if probe.schema_version == Some(1) || probe.fs_layers.is_some() {
-            return Ok(Err(ManifestError::UnsupportedMediaType(DOCKER_SCHEMA1.to_string())));
+            return Ok(Err(ManifestError::UnsupportedMediaType(
+                DOCKER_SCHEMA1.to_string(),
+            )));
         }
         if probe.manifests.is_some() {
             return Ok(Self::parse(media::OCI_INDEX, digest, bytes));
@@ -145,7 +163,11 @@ pub struct Platform {
     pub architecture: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
 }
 
@@ -157,7 +179,12 @@ impl Platform {
             "aarch64" => "arm64",
             other => other,
         };
-        Platform { os: "linux".into(), architecture: architecture.into(), variant: None, os_version: None }
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+            os_version: None,
+        }
     }
 
     /// `os/arch[/variant]`.
@@ -172,7 +199,12 @@ impl Platform {
             Some(v) => Some(normalize_variant(&architecture, &v.to_ascii_lowercase())),
             None => default_variant,
         };
-        Ok(Platform { os, architecture, variant, os_version: None })
+        Ok(Platform {
+            os,
+            architecture,
+            variant,
+            os_version: None,
+        })
     }
 
     /// Whether an index entry's platform satisfies this wanted platform (a missing variant on
@@ -188,7 +220,13 @@ impl Platform {
             .map(|v| normalize_variant(&arch, &v.to_ascii_lowercase()))
             .or(default_variant);
         // arm64 images almost never state a variant; v8 is what they mean.
-        let implied = |v: Option<String>| if arch == "arm64" { v.or(Some("v8".into())) } else { v };
+        let implied = |v: Option<String>| {
+            if arch == "arm64" {
+                v.or(Some("v8".into()))
+            } else {
+                v
+            }
+        };
         match (implied(self.variant.clone()), implied(candidate_variant)) {
             (Some(a), Some(b)) => a == b,
             _ => true,
@@ -208,15 +246,26 @@ impl fmt::Display for Platform {
 
 impl Index {
     /// Pick the manifest for `wanted`; the first match in document order wins, as containerd.
-    pub fn select(&self, wanted: &Platform, index_digest: &Digest) -> Result<&Descriptor, ManifestError> {
+    pub fn select(
+        &self,
+        wanted: &Platform,
+        index_digest: &Digest,
+    ) -> Result<&Descriptor, ManifestError> {
         let is_manifest = |d: &Descriptor| {
-            matches!(d.media_type.as_str(), media::OCI_MANIFEST | media::DOCKER_MANIFEST | "")
+            matches!(
+                d.media_type.as_str(),
+                media::OCI_MANIFEST | media::DOCKER_MANIFEST | ""
+            )
         };
-        let found = self.manifests.iter().filter(|d| is_manifest(d)).find(|d| match &d.platform {
-            Some(p) => wanted.matches(p),
-            // An entry without a platform is taken only when it is the sole choice.
-            None => self.manifests.len() == 1,
-        });
+        let found = self
+            .manifests
+            .iter()
+            .filter(|d| is_manifest(d))
+            .find(|d| match &d.platform {
+                Some(p) => wanted.matches(p),
+                // An entry without a platform is taken only when it is the sole choice.
+                None => self.manifests.len() == 1,
+            });
         found.ok_or_else(|| {
             let available: Vec<String> = self
                 .manifests
@@ -226,9 +275,13 @@ impl Index {
                 .filter(|p| p != "unknown/unknown")
                 .collect();
             ManifestError::NoMatchingPlatform {
-                wanted: wanted.clone(),
+                wanted: Box::new(wanted.clone()),
                 index: index_digest.clone(),
-                available: if available.is_empty() { "none".into() } else { available.join(", ") },
+                available: if available.is_empty() {
+                    "none".into()
+                } else {
+                    available.join(", ")
+                },
             }
         })
     }
@@ -285,7 +338,11 @@ mod tests {
     #[test]
     fn parses_by_media_type() {
         let d = digest(1);
-        for mt in [media::OCI_MANIFEST, media::DOCKER_MANIFEST, "application/vnd.oci.image.manifest.v1+json; charset=utf-8"] {
+        for mt in [
+            media::OCI_MANIFEST,
+            media::DOCKER_MANIFEST,
+            "application/vnd.oci.image.manifest.v1+json; charset=utf-8",
+        ] {
             match ManifestDocument::parse(mt, &d, MANIFEST.as_bytes()).unwrap() {
                 ManifestDocument::Manifest(m) => {
                     assert_eq!(m.layers.len(), 1);
@@ -295,7 +352,10 @@ mod tests {
             }
         }
         for mt in [media::OCI_INDEX, media::DOCKER_MANIFEST_LIST] {
-            assert!(matches!(ManifestDocument::parse(mt, &d, INDEX.as_bytes()).unwrap(), ManifestDocument::Index(_)));
+            assert!(matches!(
+                ManifestDocument::parse(mt, &d, INDEX.as_bytes()).unwrap(),
+                ManifestDocument::Index(_)
+            ));
         }
     }
 
@@ -303,13 +363,25 @@ mod tests {
     fn infers_generic_media_types() {
         let d = digest(1);
         for mt in ["", "application/json", "application/octet-stream"] {
-            assert!(matches!(ManifestDocument::parse(mt, &d, MANIFEST.as_bytes()).unwrap(), ManifestDocument::Manifest(_)));
-            assert!(matches!(ManifestDocument::parse(mt, &d, INDEX.as_bytes()).unwrap(), ManifestDocument::Index(_)));
+            assert!(matches!(
+                ManifestDocument::parse(mt, &d, MANIFEST.as_bytes()).unwrap(),
+                ManifestDocument::Manifest(_)
+            ));
+            assert!(matches!(
+                ManifestDocument::parse(mt, &d, INDEX.as_bytes()).unwrap(),
+                ManifestDocument::Index(_)
+            ));
         }
         // The document's own mediaType wins over shape.
-        let with_type = INDEX.replacen('{', &format!("{{\"mediaType\":\"{}\",", media::DOCKER_MANIFEST_LIST), 1);
+        let with_type = INDEX.replacen(
+            '{',
+            &format!("{{\"mediaType\":\"{}\",", media::DOCKER_MANIFEST_LIST),
+            1,
+        );
         match ManifestDocument::parse("", &d, with_type.as_bytes()).unwrap() {
-            ManifestDocument::Index(i) => assert_eq!(i.media_type.as_deref(), Some(media::DOCKER_MANIFEST_LIST)),
+            ManifestDocument::Index(i) => {
+                assert_eq!(i.media_type.as_deref(), Some(media::DOCKER_MANIFEST_LIST))
+            }
             other => panic!("{other:?}"),
         }
         let e = ManifestDocument::parse("", &d, br#"{"schemaVersion":2}"#).unwrap_err();
@@ -321,9 +393,17 @@ mod tests {
     fn rejects_schema1_clearly() {
         let d = digest(1);
         let s1 = br#"{"schemaVersion":1,"name":"x","tag":"1","fsLayers":[],"history":[]}"#;
-        for mt in [DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, "", "application/json"] {
+        for mt in [
+            DOCKER_SCHEMA1,
+            DOCKER_SCHEMA1_SIGNED,
+            "",
+            "application/json",
+        ] {
             let e = ManifestDocument::parse(mt, &d, s1).unwrap_err();
-            assert!(matches!(e, ManifestError::UnsupportedMediaType(_)), "{mt}: {e}");
+            assert!(
+                matches!(e, ManifestError::UnsupportedMediaType(_)),
+                "{mt}: {e}"
+            );
             assert!(e.to_string().contains("schema 1"), "{e}");
         }
         let e = ManifestDocument::parse("text/html", &d, MANIFEST.as_bytes()).unwrap_err();
@@ -356,12 +436,29 @@ mod tests {
         ];
         for (s, os, arch, variant) in cases {
             let p = Platform::parse(s).unwrap();
-            assert_eq!((p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()), (*os, *arch, *variant), "{s}");
+            assert_eq!(
+                (p.os.as_str(), p.architecture.as_str(), p.variant.as_deref()),
+                (*os, *arch, *variant),
+                "{s}"
+            );
         }
-        for bad in ["", "linux", "linux/", "/amd64", "linux/amd64/v1/x", "linux//v8"] {
-            assert!(matches!(Platform::parse(bad), Err(ManifestError::InvalidPlatform(_))), "{bad:?}");
+        for bad in [
+            "",
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v1/x",
+            "linux//v8",
+        ] {
+            assert!(
+                matches!(Platform::parse(bad), Err(ManifestError::InvalidPlatform(_))),
+                "{bad:?}"
+            );
         }
-        assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
     }
 
     #[test]
@@ -388,15 +485,23 @@ mod tests {
             (p("linux/arm/v7"), raw("linux", "arm", None), true),
         ];
         for (wanted, candidate, want) in cases {
-            assert_eq!(wanted.matches(candidate), *want, "{wanted} vs {candidate:?}");
+            assert_eq!(
+                wanted.matches(candidate),
+                *want,
+                "{wanted} vs {candidate:?}"
+            );
         }
     }
 
     #[test]
     fn index_select() {
         let mut attestation = desc(media::OCI_MANIFEST, None);
-        attestation.platform =
-            Some(Platform { os: "unknown".into(), architecture: "unknown".into(), variant: None, os_version: None });
+        attestation.platform = Some(Platform {
+            os: "unknown".into(),
+            architecture: "unknown".into(),
+            variant: None,
+            os_version: None,
+        });
         let index = Index {
             schema_version: 2,
             media_type: Some(media::OCI_INDEX.into()),
@@ -411,14 +516,24 @@ mod tests {
             annotations: BTreeMap::new(),
         };
         let idx = digest(9);
-        let pick = |s: &str| index.select(&Platform::parse(s).unwrap(), &idx).map(|d| d.platform.clone().unwrap().to_string());
+        let pick = |s: &str| {
+            index
+                .select(&Platform::parse(s).unwrap(), &idx)
+                .map(|d| d.platform.clone().unwrap().to_string())
+        };
         assert_eq!(pick("linux/amd64").unwrap(), "linux/amd64");
         assert_eq!(pick("linux/arm/v7").unwrap(), "linux/arm/v7");
         assert_eq!(pick("linux/arm64").unwrap(), "linux/arm64/v8");
         let e = pick("linux/s390x").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("linux/s390x") && msg.contains(&idx.to_string()), "{msg}");
-        assert!(msg.contains("available: linux/amd64, linux/arm/v6, linux/arm/v7, linux/arm64/v8"), "{msg}");
+        assert!(
+            msg.contains("linux/s390x") && msg.contains(&idx.to_string()),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("available: linux/amd64, linux/arm/v6, linux/arm/v7, linux/arm64/v8"),
+            "{msg}"
+        );
         assert!(!msg.contains("unknown"), "{msg}");
     }
 
@@ -428,8 +543,19 @@ mod tests {
         a.digest = digest(1);
         let mut b = desc(media::DOCKER_MANIFEST, Some("linux/amd64"));
         b.digest = digest(2);
-        let index = Index { schema_version: 2, media_type: None, manifests: vec![a, b], annotations: BTreeMap::new() };
-        assert_eq!(index.select(&Platform::parse("linux/amd64").unwrap(), &digest(0)).unwrap().digest, digest(1));
+        let index = Index {
+            schema_version: 2,
+            media_type: None,
+            manifests: vec![a, b],
+            annotations: BTreeMap::new(),
+        };
+        assert_eq!(
+            index
+                .select(&Platform::parse("linux/amd64").unwrap(), &digest(0))
+                .unwrap()
+                .digest,
+            digest(1)
+        );
 
         let single = Index {
             schema_version: 2,
@@ -437,8 +563,15 @@ mod tests {
             manifests: vec![desc(media::OCI_MANIFEST, None)],
             annotations: BTreeMap::new(),
         };
-        assert!(single.select(&Platform::parse("linux/arm64").unwrap(), &digest(0)).is_ok());
-        let empty = Index { schema_version: 2, media_type: None, manifests: vec![], annotations: BTreeMap::new() };
+        assert!(single
+            .select(&Platform::parse("linux/arm64").unwrap(), &digest(0))
+            .is_ok());
+        let empty = Index {
+            schema_version: 2,
+            media_type: None,
+            manifests: vec![],
+            annotations: BTreeMap::new(),
+        };
         let e = empty.select(&Platform::host(), &digest(0)).unwrap_err();
         assert!(e.to_string().ends_with("available: none"), "{e}");
     }

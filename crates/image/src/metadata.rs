@@ -52,23 +52,39 @@ pub struct MetadataStore {
 impl MetadataStore {
     /// `root` is `<data-dir>/images`; records live in `<root>/refs`.
     pub fn open(root: &Path) -> Result<MetadataStore, MetadataError> {
-        let store = MetadataStore { root: root.join("refs") };
-        fs::create_dir_all(&store.root).map_err(|source| MetadataError::Io { path: store.root.clone(), source })?;
+        let store = MetadataStore {
+            root: root.join("refs"),
+        };
+        fs::create_dir_all(&store.root).map_err(|source| MetadataError::Io {
+            path: store.root.clone(),
+            source,
+        })?;
         Ok(store)
     }
     /// Names are hashed for the file name: references contain `/` and `:`, and may be longer
     /// than a file name may be.
     fn path(&self, name: &str) -> PathBuf {
-        self.root.join(format!("{}.json", Digest::of(name.as_bytes()).hex()))
+        self.root
+            .join(format!("{}.json", Digest::of(name.as_bytes()).hex()))
     }
     /// Create or replace the record for `record.name`.
     pub fn put(&self, record: &ImageRecord) -> Result<(), MetadataError> {
         let path = self.path(&record.name);
-        let io_err = |source| MetadataError::Io { path: path.clone(), source };
-        let json = serde_json::to_vec_pretty(record).map_err(|source| MetadataError::Corrupt { path: path.clone(), source })?;
+        let io_err = |source| MetadataError::Io {
+            path: path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec_pretty(record).map_err(|source| MetadataError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
         // temp + fsync + rename + fsync(dir): a reader sees the old record or the new one, and
         // a crash after `put` returns cannot lose it.
-        let mut tmp = tempfile::Builder::new().prefix(".tmp-").suffix(".partial").tempfile_in(&self.root).map_err(io_err)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .suffix(".partial")
+            .tempfile_in(&self.root)
+            .map_err(io_err)?;
         tmp.write_all(&json).map_err(io_err)?;
         tmp.as_file().sync_all().map_err(io_err)?;
         tmp.persist(&path).map_err(|e| io_err(e.error))?;
@@ -87,15 +103,26 @@ impl MetadataStore {
         let bytes = match fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(MetadataError::Io { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(MetadataError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| MetadataError::Corrupt { path: path.to_path_buf(), source })
+            .map_err(|source| MetadataError::Corrupt {
+                path: path.to_path_buf(),
+                source,
+            })
     }
     /// Every record, sorted by name.
     pub fn list(&self) -> Result<Vec<ImageRecord>, MetadataError> {
-        let io_err = |source| MetadataError::Io { path: self.root.clone(), source };
+        let io_err = |source| MetadataError::Io {
+            path: self.root.clone(),
+            source,
+        };
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.root).map_err(io_err)? {
             let path = entry.map_err(io_err)?.path();
@@ -124,7 +151,12 @@ impl MetadataStore {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), MetadataError> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| MetadataError::Io { path: dir.to_path_buf(), source })
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| MetadataError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
 }
 
 /// The current time as RFC 3339 UTC (`2024-05-01T12:34:56Z`), without a date crate.
@@ -149,7 +181,12 @@ fn format_rfc3339(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -194,7 +231,11 @@ mod tests {
         m.put(&a2).unwrap();
         assert_eq!(m.get(&a.name).unwrap().unwrap().size, 7);
         assert_eq!(m.list().unwrap().len(), 2);
-        assert!(dir.path().join("refs").join(format!("{}.json", Digest::of(a.name.as_bytes()).hex())).is_file());
+        assert!(dir
+            .path()
+            .join("refs")
+            .join(format!("{}.json", Digest::of(a.name.as_bytes()).hex()))
+            .is_file());
         assert!(m.delete(&a.name).unwrap());
         assert!(!m.delete(&a.name).unwrap());
         assert_eq!(m.list().unwrap(), vec![b]);
@@ -205,7 +246,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = MetadataStore::open(dir.path()).unwrap();
         fs::write(dir.path().join("refs/.tmp-x.partial"), b"{").unwrap();
-        assert!(m.list().unwrap().is_empty(), "temp files of interrupted writes are ignored");
+        assert!(
+            m.list().unwrap().is_empty(),
+            "temp files of interrupted writes are ignored"
+        );
         let name = "docker.io/library/x:1";
         fs::write(m.path(name), b"{not json").unwrap();
         let e = m.get(name).unwrap_err();

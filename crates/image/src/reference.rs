@@ -38,7 +38,10 @@ impl Reference {
     /// Docker Hub names, `latest` default tag). Rejects upper-case repositories, empty
     /// components, bad tags (`[\w][\w.-]{0,127}`) and bad digests.
     pub fn parse(input: &str) -> Result<Reference, ReferenceError> {
-        let invalid = |reason: &str| ReferenceError::Invalid { input: input.to_string(), reason: reason.to_string() };
+        let invalid = |reason: &str| ReferenceError::Invalid {
+            input: input.to_string(),
+            reason: reason.to_string(),
+        };
         if input.is_empty() {
             return Err(invalid("the reference is empty"));
         }
@@ -49,7 +52,9 @@ impl Reference {
         let (rest, digest) = match input.split_once('@') {
             Some((rest, d)) => {
                 let digest = d.parse::<Digest>().map_err(|_| {
-                    invalid(&format!("digest {d:?} is not sha256:<64 lowercase hex characters>"))
+                    invalid(&format!(
+                        "digest {d:?} is not sha256:<64 lowercase hex characters>"
+                    ))
                 })?;
                 (rest, Some(digest))
             }
@@ -74,15 +79,23 @@ impl Reference {
             return Err(invalid("the repository name is empty"));
         }
         if name.len() > MAX_NAME_LEN {
-            return Err(invalid(&format!("the name is longer than {MAX_NAME_LEN} characters")));
+            return Err(invalid(&format!(
+                "the name is longer than {MAX_NAME_LEN} characters"
+            )));
         }
 
         let (registry, repository) = match name.split_once('/') {
-            Some((first, remainder)) if looks_like_registry(first) => (first.to_string(), remainder.to_string()),
+            Some((first, remainder)) if looks_like_registry(first) => {
+                (first.to_string(), remainder.to_string())
+            }
             _ => (DEFAULT_REGISTRY.to_string(), name.to_string()),
         };
         validate_registry(&registry).map_err(|r| invalid(&r))?;
-        let registry = if registry == LEGACY_DEFAULT_REGISTRY { DEFAULT_REGISTRY.to_string() } else { registry };
+        let registry = if registry == LEGACY_DEFAULT_REGISTRY {
+            DEFAULT_REGISTRY.to_string()
+        } else {
+            registry
+        };
         validate_repository(&repository).map_err(|r| invalid(&r))?;
         let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
             format!("library/{repository}")
@@ -94,7 +107,12 @@ impl Reference {
             (None, None) => Some(DEFAULT_TAG.to_string()),
             (tag, _) => tag,
         };
-        Ok(Reference { registry, repository, tag, digest })
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// `registry/repository`.
@@ -151,7 +169,8 @@ fn is_valid_tag(tag: &str) -> bool {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' => {}
         _ => return false,
     }
-    tag.len() <= 128 && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    tag.len() <= 128
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 /// `host[:port]` where host is a DNS name, an IPv4 address or a bracketed IPv6 address.
@@ -159,8 +178,13 @@ fn validate_registry(registry: &str) -> Result<(), String> {
     let (host, port) = split_host_port(registry)
         .ok_or_else(|| format!("registry {registry:?} is not host[:port]"))?;
     if let Some(port) = port {
-        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.parse::<u16>().is_err() {
-            return Err(format!("registry {registry:?} has an invalid port {port:?}"));
+        if port.is_empty()
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u16>().is_err()
+        {
+            return Err(format!(
+                "registry {registry:?} has an invalid port {port:?}"
+            ));
         }
     }
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -208,7 +232,9 @@ fn validate_repository(repository: &str) -> Result<(), String> {
     }
     for component in repository.split('/') {
         if component.is_empty() {
-            return Err(format!("repository {repository:?} has an empty path component"));
+            return Err(format!(
+                "repository {repository:?} has an empty path component"
+            ));
         }
         if !component_ok(component) {
             return Err(format!(
@@ -247,7 +273,9 @@ fn component_ok(c: &str) -> bool {
 
 /// `localhost`, `127.0.0.0/8` or `::1`, with or without a port.
 pub(crate) fn is_loopback_host(registry: &str) -> bool {
-    let Some((host, _)) = split_host_port(registry) else { return false };
+    let Some((host, _)) = split_host_port(registry) else {
+        return false;
+    };
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
@@ -267,27 +295,115 @@ mod tests {
     fn normalises_like_docker() {
         // (input, registry, repository, tag, digest?)
         let cases: &[(&str, &str, &str, Option<&str>, bool)] = &[
-            ("busybox", "docker.io", "library/busybox", Some("latest"), false),
-            ("busybox:1.36", "docker.io", "library/busybox", Some("1.36"), false),
+            (
+                "busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                false,
+            ),
+            (
+                "busybox:1.36",
+                "docker.io",
+                "library/busybox",
+                Some("1.36"),
+                false,
+            ),
             ("foo/bar", "docker.io", "foo/bar", Some("latest"), false),
-            ("foo/bar/baz:v1", "docker.io", "foo/bar/baz", Some("v1"), false),
-            ("docker.io/busybox", "docker.io", "library/busybox", Some("latest"), false),
-            ("index.docker.io/library/busybox", "docker.io", "library/busybox", Some("latest"), false),
-            ("index.docker.io/foo/bar:1", "docker.io", "foo/bar", Some("1"), false),
+            (
+                "foo/bar/baz:v1",
+                "docker.io",
+                "foo/bar/baz",
+                Some("v1"),
+                false,
+            ),
+            (
+                "docker.io/busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                false,
+            ),
+            (
+                "index.docker.io/library/busybox",
+                "docker.io",
+                "library/busybox",
+                Some("latest"),
+                false,
+            ),
+            (
+                "index.docker.io/foo/bar:1",
+                "docker.io",
+                "foo/bar",
+                Some("1"),
+                false,
+            ),
             ("localhost/app", "localhost", "app", Some("latest"), false),
-            ("localhost:5000/app:dev", "localhost:5000", "app", Some("dev"), false),
-            ("127.0.0.1:5000/x:1", "127.0.0.1:5000", "x", Some("1"), false),
-            ("quay.io/coreos/etcd:v3.5.0", "quay.io", "coreos/etcd", Some("v3.5.0"), false),
-            ("registry.k8s.io/pause:3.10", "registry.k8s.io", "pause", Some("3.10"), false),
-            ("myhost:5000/a/b", "myhost:5000", "a/b", Some("latest"), false),
+            (
+                "localhost:5000/app:dev",
+                "localhost:5000",
+                "app",
+                Some("dev"),
+                false,
+            ),
+            (
+                "127.0.0.1:5000/x:1",
+                "127.0.0.1:5000",
+                "x",
+                Some("1"),
+                false,
+            ),
+            (
+                "quay.io/coreos/etcd:v3.5.0",
+                "quay.io",
+                "coreos/etcd",
+                Some("v3.5.0"),
+                false,
+            ),
+            (
+                "registry.k8s.io/pause:3.10",
+                "registry.k8s.io",
+                "pause",
+                Some("3.10"),
+                false,
+            ),
+            (
+                "myhost:5000/a/b",
+                "myhost:5000",
+                "a/b",
+                Some("latest"),
+                false,
+            ),
             ("[::1]:5000/x:y", "[::1]:5000", "x", Some("y"), false),
             ("[fe80::1]/x", "[fe80::1]", "x", Some("latest"), false),
-            ("busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-             "docker.io", "library/busybox", None, true),
-            ("busybox:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-             "docker.io", "library/busybox", Some("1"), true),
-            ("a.b/c_d/e__f/g-h/i--j/k.l:T_a.g-1", "a.b", "c_d/e__f/g-h/i--j/k.l", Some("T_a.g-1"), false),
-            ("localhost:5000", "docker.io", "library/localhost", Some("5000"), false),
+            (
+                "busybox@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "docker.io",
+                "library/busybox",
+                None,
+                true,
+            ),
+            (
+                "busybox:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "docker.io",
+                "library/busybox",
+                Some("1"),
+                true,
+            ),
+            (
+                "a.b/c_d/e__f/g-h/i--j/k.l:T_a.g-1",
+                "a.b",
+                "c_d/e__f/g-h/i--j/k.l",
+                Some("T_a.g-1"),
+                false,
+            ),
+            (
+                "localhost:5000",
+                "docker.io",
+                "library/localhost",
+                Some("5000"),
+                false,
+            ),
         ];
         for (input, registry, repository, tag, has_digest) in cases {
             let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -334,7 +450,10 @@ mod tests {
             (&long_name, "longer than"),
             ("busybox@sha256:abc", "digest"),
             ("busybox@md5:0123", "digest"),
-            (&D.replace("sha256:", "busybox@sha256:").replace('a', "A"), "digest"),
+            (
+                &D.replace("sha256:", "busybox@sha256:").replace('a', "A"),
+                "digest",
+            ),
             ("foo//bar", "empty path component"),
             ("foo/", "empty path component"),
             ("/foo", "empty path component"),
@@ -350,14 +469,20 @@ mod tests {
             ("[::1/x", "host[:port]"),
             ("[zz::1]/x", "IPv6"),
             ("https://docker.io/busybox", ""),
-            ("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "empty"),
+            (
+                "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "empty",
+            ),
         ];
         for (input, fragment) in cases {
             match Reference::parse(input) {
                 Ok(r) => panic!("{input:?} parsed as {r:?}"),
                 Err(ReferenceError::Invalid { input: i, reason }) => {
                     assert_eq!(i, *input);
-                    assert!(reason.contains(fragment), "{input:?}: reason {reason:?} lacks {fragment:?}");
+                    assert!(
+                        reason.contains(fragment),
+                        "{input:?}: reason {reason:?} lacks {fragment:?}"
+                    );
                 }
             }
         }

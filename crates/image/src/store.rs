@@ -5,10 +5,11 @@
 //! Layout under `<data-dir>/images`: `blobs/`, `ingest/`, `snapshots/`, `active/`, `refs/`.
 //!
 //! Garbage collection is mark and sweep from the image records and the active snapshots
-//! ([`ImageStore::prune`]). There are no leases yet: a prune that runs while a pull or import is
-//! between committing blobs and writing its record may delete those blobs, and that pull then
-//! fails (it never produces a broken image, since the record is written last and
-//! `commit_image` re-checks every blob).
+//! ([`ImageStore::prune`]). Writers that commit blobs before their record exists (pull,
+//! import) hold a shared [`GcGuard`] meanwhile and prune takes the lock exclusively, so a sweep
+//! never removes the blobs of an image being written. Were a writer to skip the guard, the
+//! worst case is a failed pull, never a broken image: the record is written last and
+//! `commit_image` re-checks every blob.
 
 use crate::config::ImageConfig;
 use crate::content::{ContentError, ContentStore};
@@ -16,6 +17,7 @@ use crate::digest::Digest;
 use crate::manifest::{Descriptor, ManifestDocument, ManifestError, Platform};
 use crate::media::Compression;
 use crate::metadata::{ImageRecord, MetadataError, MetadataStore};
+use crate::progress::ProgressEvent;
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::auth::{AuthError, DockerConfig};
 use crate::registry::client::{ClientConfig, RegistryClient, RegistryError};
@@ -25,6 +27,7 @@ use deckhand_sys::mount::OverlaySpec;
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,10 +51,16 @@ pub enum StoreError {
     Auth(#[from] AuthError),
     #[error("image {0:?} not found: `deckhand image ls` lists the images present")]
     ImageNotFound(String),
-    #[error("image {image} is in use by container(s) {containers}: remove them first, or pass --force")]
+    #[error(
+        "image {image} is in use by container(s) {containers}: remove them first, or pass --force"
+    )]
     InUse { image: String, containers: String },
     #[error("layer {digest} of {reference} failed verification: {message}; nothing was stored")]
-    Layer { reference: String, digest: Digest, message: String },
+    Layer {
+        reference: String,
+        digest: Digest,
+        message: String,
+    },
     #[error("image ID prefix {prefix:?} is ambiguous: it matches images {matches}; give more characters")]
     AmbiguousId { prefix: String, matches: String },
     #[error("image {name}: {message}")]
@@ -77,7 +86,12 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig { data_dir: data_dir.into(), registries: None, docker_config: None, max_concurrent_downloads: 3 }
+        StoreConfig {
+            data_dir: data_dir.into(),
+            registries: None,
+            docker_config: None,
+            max_concurrent_downloads: 3,
+        }
     }
 }
 
@@ -96,6 +110,13 @@ pub struct Image {
     pub platform: Platform,
     pub created_at: String,
     pub config: ImageConfig,
+}
+
+/// A shared hold on `<data-dir>/images/gc.lock` (see [`ImageStore::gc_guard`]); released on
+/// drop (the flock goes with the descriptor, also when the process dies).
+#[derive(Debug)]
+pub struct GcGuard {
+    _file: std::fs::File,
 }
 
 /// What `remove` did.
@@ -135,11 +156,24 @@ impl ImageStore {
             Some(r) => r.clone(),
             None => RegistriesConfig::load(&config.data_dir.join("registries.yaml"))?,
         };
-        let docker_config =
-            config.docker_config.clone().or_else(DockerConfig::default_path).map(|p| DockerConfig::load(&p)).transpose()?;
-        let registry = RegistryClient::new(ClientConfig { registries, docker_config })?;
+        let docker_config = config
+            .docker_config
+            .clone()
+            .or_else(DockerConfig::default_path)
+            .map(|p| DockerConfig::load(&p))
+            .transpose()?;
+        let registry = RegistryClient::new(ClientConfig {
+            registries,
+            docker_config,
+        })?;
         snapshots.cleanup_temp()?;
-        Ok(ImageStore { config, content, snapshots, metadata, registry })
+        Ok(ImageStore {
+            config,
+            content,
+            snapshots,
+            metadata,
+            registry,
+        })
     }
     pub fn content(&self) -> &ContentStore {
         &self.content
@@ -165,22 +199,47 @@ impl ImageStore {
         manifest: &Digest,
         platform: &Platform,
     ) -> Result<Image, StoreError> {
-        let invalid = |message: String| StoreError::InvalidImage { name: name.to_string(), message };
+        self.commit_image_reporting(name, target, manifest, platform, &|_| {})
+    }
+
+    /// [`ImageStore::commit_image`], reporting a `LayerUnpacked` event per layer (`bytes` 0
+    /// when the snapshot was already there).
+    pub(crate) fn commit_image_reporting(
+        &self,
+        name: &str,
+        target: &Descriptor,
+        manifest: &Digest,
+        platform: &Platform,
+        progress: &dyn Fn(ProgressEvent),
+    ) -> Result<Image, StoreError> {
+        let invalid = |message: String| StoreError::InvalidImage {
+            name: name.to_string(),
+            message,
+        };
         // The target's media type describes the manifest only when the name resolved to it
         // directly; a platform manifest under an index is typed by its own `mediaType`.
-        let media_type = if &target.digest == manifest { target.media_type.as_str() } else { "" };
-        let manifest_doc = match ManifestDocument::parse(media_type, manifest, &self.content.read(manifest)?)? {
-            ManifestDocument::Manifest(m) => m,
-            ManifestDocument::Index(_) => {
-                return Err(invalid(format!("{manifest} is an index, not a platform manifest")));
-            }
+        let media_type = if &target.digest == manifest {
+            target.media_type.as_str()
+        } else {
+            ""
         };
+        let manifest_doc =
+            match ManifestDocument::parse(media_type, manifest, &self.content.read(manifest)?)? {
+                ManifestDocument::Manifest(m) => m,
+                ManifestDocument::Index(_) => {
+                    return Err(invalid(format!(
+                        "{manifest} is an index, not a platform manifest"
+                    )));
+                }
+            };
         let config_digest = &manifest_doc.config.digest;
         let config_bytes = self.content.read(config_digest)?;
         let config = ImageConfig::parse(config_digest, &config_bytes)?;
         config.check_layers(config_digest, manifest_doc.layers.len())?;
         if manifest_doc.layers.is_empty() {
-            return Err(invalid(format!("manifest {manifest} has no layers, so there is no root file system")));
+            return Err(invalid(format!(
+                "manifest {manifest} has no layers, so there is no root file system"
+            )));
         }
         // Fail before unpacking anything when a blob is missing.
         for layer in &manifest_doc.layers {
@@ -192,7 +251,15 @@ impl ImageStore {
         let chains = chain_ids(&config.diff_ids);
         for (i, layer) in manifest_doc.layers.iter().enumerate() {
             let chain = &chains[i];
+            let started = Instant::now();
+            let unpacked = |bytes| ProgressEvent::LayerUnpacked {
+                digest: layer.digest.clone(),
+                chain: chain.clone(),
+                bytes,
+                elapsed: started.elapsed(),
+            };
             if self.snapshots.exists(chain) {
+                progress(unpacked(0));
                 continue;
             }
             let parent = i.checked_sub(1).map(|p| &chains[p]);
@@ -201,8 +268,9 @@ impl ImageStore {
                 Some(c) => c,
                 None => sniff_compression(&mut blob, &self.content.blob_path(&layer.digest))?,
             };
+            let reader = std::io::BufReader::with_capacity(256 << 10, blob);
             self.snapshots
-                .apply(parent, chain, &config.diff_ids[i], blob, compression)
+                .apply(parent, chain, &config.diff_ids[i], reader, compression)
                 .map_err(|e| match e {
                     e @ SnapshotError::DiffIdMismatch { .. } => StoreError::Layer {
                         reference: name.to_string(),
@@ -211,6 +279,7 @@ impl ImageStore {
                     },
                     other => other.into(),
                 })?;
+            progress(unpacked(layer.size));
         }
 
         // The config knows what the image is built for; `platform` is what the caller asked for.
@@ -230,7 +299,8 @@ impl ImageStore {
             manifest: manifest.clone(),
             config: config_digest.clone(),
             top_chain: chains.last().cloned().expect("at least one layer"),
-            size: manifest_doc.config.size + manifest_doc.layers.iter().map(|l| l.size).sum::<u64>(),
+            size: manifest_doc.config.size
+                + manifest_doc.layers.iter().map(|l| l.size).sum::<u64>(),
             platform,
             created_at: crate::metadata::now_rfc3339(),
         };
@@ -246,7 +316,9 @@ impl ImageStore {
         for record in self.metadata.list()? {
             match self.image_from_record(&record) {
                 Ok(i) => out.push(i),
-                Err(e) => tracing::warn!(image = %record.name, error = %e, "skipping damaged image record"),
+                Err(e) => {
+                    tracing::warn!(image = %record.name, error = %e, "skipping damaged image record")
+                }
             }
         }
         Ok(out)
@@ -257,7 +329,12 @@ impl ImageStore {
     pub fn get(&self, reference: &str) -> Result<Image, StoreError> {
         let records = self.metadata.list()?;
         let matched = lookup(&records, reference)?;
-        self.image_from_record(matched.records().first().expect("lookup returns at least one record"))
+        self.image_from_record(
+            matched
+                .records()
+                .first()
+                .expect("lookup returns at least one record"),
+        )
     }
     /// Remove the name(s) matched by `reference` (an ID removes every name of that image).
     /// Refuses with [`StoreError::InUse`] while an active snapshot uses the image, unless
@@ -268,10 +345,17 @@ impl ImageStore {
         let removing: HashSet<&str> = matched.records().iter().map(|r| r.name.as_str()).collect();
         // Untagging one of several names leaves the image in place, so only manifests losing
         // their last name can make a container lose its image.
-        let kept: HashSet<&Digest> =
-            records.iter().filter(|r| !removing.contains(r.name.as_str())).map(|r| &r.manifest).collect();
-        let orphaned: HashSet<&Digest> =
-            matched.records().iter().map(|r| &r.manifest).filter(|m| !kept.contains(m)).collect();
+        let kept: HashSet<&Digest> = records
+            .iter()
+            .filter(|r| !removing.contains(r.name.as_str()))
+            .map(|r| &r.manifest)
+            .collect();
+        let orphaned: HashSet<&Digest> = matched
+            .records()
+            .iter()
+            .map(|r| &r.manifest)
+            .filter(|m| !kept.contains(m))
+            .collect();
         if !force && !orphaned.is_empty() {
             let users: BTreeSet<String> = self
                 .snapshots
@@ -297,7 +381,14 @@ impl ImageStore {
     }
     /// Delete blobs and snapshots no image record or active snapshot references, and stale
     /// ingest files.
+    ///
+    /// Waits for pulls and imports in flight (they hold a [`GcGuard`]) so it never sweeps the
+    /// blobs of an image whose record is not written yet.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        let (gc_lock, path) = self.open_gc_lock()?;
+        gc_lock
+            .lock()
+            .map_err(|source| ContentError::Io { path, source })?;
         let records = self.metadata.list()?;
         let mut live_blobs = HashSet::new();
         let mut live_snapshots = HashSet::new();
@@ -336,6 +427,31 @@ impl ImageStore {
         Ok(report)
     }
 
+    /// Protect what the caller is about to write from [`ImageStore::prune`] until the guard is
+    /// dropped: take it before the first blob of a pull or import and drop it after
+    /// `commit_image`. Many guards coexist; prune waits for all of them. Blocking (only while a
+    /// prune runs).
+    pub fn gc_guard(&self) -> Result<GcGuard, StoreError> {
+        let (file, path) = self.open_gc_lock()?;
+        file.lock_shared()
+            .map_err(|source| ContentError::Io { path, source })?;
+        Ok(GcGuard { _file: file })
+    }
+
+    fn open_gc_lock(&self) -> Result<(std::fs::File, PathBuf), StoreError> {
+        let path = self.root().join("gc.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| ContentError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok((file, path))
+    }
+
     /// Mark `top` and every snapshot below it.
     fn mark_chain(&self, top: &Digest, live: &mut HashSet<Digest>) -> Result<(), StoreError> {
         live.insert(top.clone());
@@ -343,8 +459,11 @@ impl ImageStore {
             Ok(dirs) => {
                 // `<root>/snapshots/<chain-hex>/fs`: the chain ID is the parent directory's name.
                 for dir in dirs {
-                    if let Some(d) =
-                        dir.parent().and_then(Path::file_name).and_then(|n| n.to_str()).and_then(|n| Digest::from_hex(n).ok())
+                    if let Some(d) = dir
+                        .parent()
+                        .and_then(Path::file_name)
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| Digest::from_hex(n).ok())
                     {
                         live.insert(d);
                     }
@@ -359,8 +478,14 @@ impl ImageStore {
     }
 
     /// Prepare a container rootfs (active snapshot `container_id`) from an image.
-    pub fn prepare_rootfs(&self, container_id: &str, image: &Image) -> Result<OverlaySpec, StoreError> {
-        Ok(self.snapshots.prepare(container_id, &image.manifest, &image.top_chain)?)
+    pub fn prepare_rootfs(
+        &self,
+        container_id: &str,
+        image: &Image,
+    ) -> Result<OverlaySpec, StoreError> {
+        Ok(self
+            .snapshots
+            .prepare(container_id, &image.manifest, &image.top_chain)?)
     }
     pub fn release_rootfs(&self, container_id: &str) -> Result<(), StoreError> {
         Ok(self.snapshots.remove_active(container_id)?)
@@ -388,7 +513,12 @@ fn image(record: &ImageRecord, config: ImageConfig) -> Image {
 
 /// Read the first bytes of a layer blob to tell its compression, then rewind.
 fn sniff_compression(blob: &mut std::fs::File, path: &Path) -> Result<Compression, StoreError> {
-    let io_err = |source| StoreError::Content(ContentError::Io { path: path.to_path_buf(), source });
+    let io_err = |source| {
+        StoreError::Content(ContentError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
     let mut head = [0u8; 4];
     let mut n = 0;
     while n < head.len() {
@@ -427,7 +557,8 @@ const MIN_ID_PREFIX: usize = 4;
 pub(crate) fn lookup(records: &[ImageRecord], input: &str) -> Result<Matched, StoreError> {
     let input = input.trim();
     if let Some(hex) = input.strip_prefix("sha256:") {
-        return by_id(records, input, hex)?.ok_or_else(|| StoreError::ImageNotFound(input.to_string()));
+        return by_id(records, input, hex)?
+            .ok_or_else(|| StoreError::ImageNotFound(input.to_string()));
     }
     let parsed = Reference::parse(input);
     if let Ok(reference) = &parsed {
@@ -463,19 +594,30 @@ pub(crate) fn lookup(records: &[ImageRecord], input: &str) -> Result<Matched, St
 }
 
 fn is_hex(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn by_id(records: &[ImageRecord], input: &str, hex: &str) -> Result<Option<Matched>, StoreError> {
     if hex.len() < MIN_ID_PREFIX || !is_hex(hex) {
         return Ok(None);
     }
-    let matches: Vec<ImageRecord> = records.iter().filter(|r| r.config.hex().starts_with(hex)).cloned().collect();
+    let matches: Vec<ImageRecord> = records
+        .iter()
+        .filter(|r| r.config.hex().starts_with(hex))
+        .cloned()
+        .collect();
     let ids: BTreeSet<&Digest> = matches.iter().map(|r| &r.config).collect();
     if ids.len() > 1 {
         return Err(StoreError::AmbiguousId {
             prefix: input.to_string(),
-            matches: ids.iter().map(|d| d.hex()[..12].to_string()).collect::<Vec<_>>().join(", "),
+            matches: ids
+                .iter()
+                .map(|d| d.hex()[..12].to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         });
     }
     Ok(Some(Matched::Id(matches)).filter(|m| !m.records().is_empty()))
@@ -496,23 +638,38 @@ pub(crate) fn mark_record(
     blobs.insert(record.config.clone());
     snapshots.insert(record.top_chain.clone());
     if record.target.digest != record.manifest {
-        if let Some(ManifestDocument::Index(index)) =
-            read_doc(content, &record.target.media_type, &record.target.digest, &record.name)?
-        {
+        if let Some(ManifestDocument::Index(index)) = read_doc(
+            content,
+            &record.target.media_type,
+            &record.target.digest,
+            &record.name,
+        )? {
             for child in &index.manifests {
                 if content.contains(&child.digest) {
                     blobs.insert(child.digest.clone());
-                    mark_manifest(content, &child.media_type, &child.digest, &record.name, blobs)?;
+                    mark_manifest(
+                        content,
+                        &child.media_type,
+                        &child.digest,
+                        &record.name,
+                        blobs,
+                    )?;
                 }
             }
         }
     }
-    let media_type = if record.target.digest == record.manifest { record.target.media_type.as_str() } else { "" };
+    let media_type = if record.target.digest == record.manifest {
+        record.target.media_type.as_str()
+    } else {
+        ""
+    };
     mark_manifest(content, media_type, &record.manifest, &record.name, blobs)?;
     match content.read(&record.config) {
         Ok(bytes) => match ImageConfig::parse(&record.config, &bytes) {
             Ok(config) => snapshots.extend(chain_ids(&config.diff_ids)),
-            Err(e) => tracing::warn!(image = %record.name, error = %e, "prune: cannot read image config"),
+            Err(e) => {
+                tracing::warn!(image = %record.name, error = %e, "prune: cannot read image config")
+            }
         },
         Err(ContentError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
@@ -562,7 +719,9 @@ fn dir_size(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if meta.is_dir() {
             if let Ok(entries) = std::fs::read_dir(&p) {
                 stack.extend(entries.flatten().map(|e| e.path()));
@@ -575,9 +734,7 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "testutil.rs"]
 pub(crate) mod testutil;
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

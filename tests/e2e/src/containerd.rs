@@ -45,7 +45,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 impl Containerd {
     pub fn start() -> Result<Containerd> {
-        let dir = tempfile::Builder::new().prefix("deckhand-containerd-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("deckhand-containerd-")
+            .tempdir()?;
         let cfg = dir.path().join("config.toml");
         fs::write(&cfg, config_toml(dir.path()))?;
         let socket = dir.path().join("containerd.sock");
@@ -90,7 +92,13 @@ impl Containerd {
     }
 
     /// `ctr images pull --plain-http [--user creds] [--platform p] <reference>`.
-    pub fn pull(&self, namespace: &str, reference: &str, creds: Option<&str>, platform: Option<&str>) -> Result<()> {
+    pub fn pull(
+        &self,
+        namespace: &str,
+        reference: &str,
+        creds: Option<&str>,
+        platform: Option<&str>,
+    ) -> Result<()> {
         let mut c = self.ctr(namespace);
         c.args(["images", "pull", "--plain-http"]);
         if let Some(u) = creds {
@@ -107,8 +115,15 @@ impl Containerd {
     /// Mounts the image's rootfs read-only (`ctr images mount`); unmounted on drop.
     pub fn mount(&self, namespace: &str, reference: &str, target: &Path) -> Result<CtrMount> {
         fs::create_dir_all(target)?;
-        run_checked(self.ctr(namespace).args(["images", "mount", "--rw=false"]).arg(reference).arg(target))?;
-        Ok(CtrMount { target: target.to_path_buf() })
+        run_checked(
+            self.ctr(namespace)
+                .args(["images", "mount", "--rw=false"])
+                .arg(reference)
+                .arg(target),
+        )?;
+        Ok(CtrMount {
+            target: target.to_path_buf(),
+        })
     }
 
     pub fn pid(&self) -> u32 {

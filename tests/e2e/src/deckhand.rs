@@ -31,7 +31,10 @@ pub fn bin() -> PathBuf {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// One deckhand "installation": a data dir and the environment its commands run with.
@@ -50,7 +53,10 @@ impl Default for Deckhand {
 
 impl Deckhand {
     pub fn new() -> Deckhand {
-        let tmp = tempfile::Builder::new().prefix("deckhand-e2e-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("deckhand-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let data_dir = tmp.path().join("data");
         let docker_config = tmp.path().join("docker-config");
         fs::create_dir_all(&data_dir).expect("create data dir");
@@ -61,7 +67,12 @@ impl Deckhand {
             "deckhand binary not found at {}: build it (`cargo build --release -p deckhand`) or set DECKHAND_BIN",
             b.display()
         );
-        Deckhand { tmp, data_dir, docker_config, envs: Vec::new() }
+        Deckhand {
+            tmp,
+            data_dir,
+            docker_config,
+            envs: Vec::new(),
+        }
     }
 
     pub fn env(&mut self, k: impl Into<OsString>, v: impl Into<OsString>) -> &mut Self {
@@ -79,7 +90,10 @@ impl Deckhand {
         c.arg("--data-dir").arg(&self.data_dir);
         c.env("DOCKER_CONFIG", &self.docker_config);
         c.env("NO_COLOR", "1");
-        c.env_remove("HTTP_PROXY").env_remove("HTTPS_PROXY").env_remove("http_proxy").env_remove("https_proxy");
+        c.env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy");
         for (k, v) in &self.envs {
             c.env(k, v);
         }
@@ -119,7 +133,9 @@ impl Deckhand {
         let r = self.ok(&["image", "ls", "-o", "json"]);
         let v: Value = serde_json::from_str(&r.stdout)
             .unwrap_or_else(|e| panic!("`image ls -o json` is not JSON ({e}):\n{r}"));
-        v.as_array().unwrap_or_else(|| panic!("`image ls -o json` is not an array:\n{r}")).clone()
+        v.as_array()
+            .unwrap_or_else(|| panic!("`image ls -o json` is not an array:\n{r}"))
+            .clone()
     }
 
     /// Names of all images (`image ls -o json`, field `name`).
@@ -127,7 +143,12 @@ impl Deckhand {
         let mut v: Vec<String> = self
             .images()
             .iter()
-            .map(|i| i["name"].as_str().unwrap_or_else(|| panic!("image without name: {i}")).to_string())
+            .map(|i| {
+                i["name"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("image without name: {i}"))
+                    .to_string()
+            })
             .collect();
         v.sort();
         v
@@ -142,7 +163,10 @@ impl Deckhand {
     /// `image verify` must exit 0 and print `ok`.
     pub fn assert_verify_ok(&self) {
         let r = self.ok(&["image", "verify"]);
-        assert!(r.stdout.lines().any(|l| l.trim() == "ok"), "`image verify` did not print ok:\n{r}");
+        assert!(
+            r.stdout.lines().any(is_ok_line),
+            "`image verify` did not print ok:\n{r}"
+        );
     }
 
     pub fn write_registries_yaml(&self, yaml: &str) {
@@ -180,8 +204,16 @@ impl Deckhand {
     }
 }
 
+/// `ok`, alone or followed by a summary (`ok: 1 images, 3 blobs, ...`).
+pub fn is_ok_line(l: &str) -> bool {
+    let l = l.trim();
+    l == "ok" || l.starts_with("ok:") || l.starts_with("ok ")
+}
+
 fn collect_files(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = fs::read_dir(root.join(rel)) else { return };
+    let Ok(rd) = fs::read_dir(root.join(rel)) else {
+        return;
+    };
     for e in rd.flatten() {
         let r = rel.join(e.file_name());
         match e.file_type() {

@@ -31,12 +31,70 @@ pub const MT_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// Applets that get a symlink in `/bin` (all exist in Debian's busybox-static).
 const APPLETS: &[&str] = &[
-    "sh", "ash", "ls", "cat", "echo", "sleep", "true", "false", "httpd", "wget", "id", "env",
-    "mkdir", "rm", "cp", "mv", "ps", "grep", "sed", "head", "tail", "wc", "touch", "chmod",
-    "chown", "ln", "stat", "hostname", "nslookup", "uname", "date", "kill", "test", "printf",
-    "pwd", "readlink", "ip", "nc", "find", "xargs", "which", "dirname", "basename", "du", "df",
-    "sort", "tee", "sync", "mkfifo", "whoami", "cut", "tr", "seq", "yes", "dd", "sha256sum",
-    "md5sum", "nproc", "free", "top", "hexdump", "timeout", "ping", "netstat",
+    "sh",
+    "ash",
+    "ls",
+    "cat",
+    "echo",
+    "sleep",
+    "true",
+    "false",
+    "httpd",
+    "wget",
+    "id",
+    "env",
+    "mkdir",
+    "rm",
+    "cp",
+    "mv",
+    "ps",
+    "grep",
+    "sed",
+    "head",
+    "tail",
+    "wc",
+    "touch",
+    "chmod",
+    "chown",
+    "ln",
+    "stat",
+    "hostname",
+    "nslookup",
+    "uname",
+    "date",
+    "kill",
+    "test",
+    "printf",
+    "pwd",
+    "readlink",
+    "ip",
+    "nc",
+    "find",
+    "xargs",
+    "which",
+    "dirname",
+    "basename",
+    "du",
+    "df",
+    "sort",
+    "tee",
+    "sync",
+    "mkfifo",
+    "whoami",
+    "cut",
+    "tr",
+    "seq",
+    "yes",
+    "dd",
+    "sha256sum",
+    "md5sum",
+    "nproc",
+    "free",
+    "top",
+    "hexdump",
+    "timeout",
+    "ping",
+    "netstat",
 ];
 
 /// Layer compression.
@@ -147,12 +205,14 @@ pub fn build_all(out: &Path) -> Result<Fixtures> {
 /// Writes the named fixtures into `out` (which is created).
 pub fn build(out: &Path, names: &[&str]) -> Result<Fixtures> {
     fs::create_dir_all(out)?;
-    let busybox = fs::read("/bin/busybox")
-        .context("read /bin/busybox (install Debian's busybox-static)")?;
+    let busybox =
+        fs::read("/bin/busybox").context("read /bin/busybox (install Debian's busybox-static)")?;
     for name in names {
         build_one(out, name, &busybox).with_context(|| format!("fixture {name}"))?;
     }
-    Ok(Fixtures { root: out.to_path_buf() })
+    Ok(Fixtures {
+        root: out.to_path_buf(),
+    })
 }
 
 fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
@@ -161,17 +221,34 @@ fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
     let arch = host_arch();
     let info = match name {
         "busybox" | "busybox-zstd" => {
-            let c = if name == "busybox" { Compression::Gzip } else { Compression::Zstd };
+            let c = if name == "busybox" {
+                Compression::Gzip
+            } else {
+                Compression::Zstd
+            };
             let img = layout.image(
                 &[(base_layer(busybox), c)],
-                &ConfigSpec { os: "linux", arch, variant: None, cmd: &["sh"], ..Default::default() },
+                &ConfigSpec {
+                    os: "linux",
+                    arch,
+                    variant: None,
+                    cmd: &["sh"],
+                    ..Default::default()
+                },
             )?;
             layout.tag_manifest(&img, TAG)?;
             vec![img]
         }
         "multilayer" | "multilayer-zstd" => {
-            let c = if name == "multilayer" { Compression::Gzip } else { Compression::Zstd };
-            let layers: Vec<_> = multilayer_layers(busybox).into_iter().map(|l| (l, c)).collect();
+            let c = if name == "multilayer" {
+                Compression::Gzip
+            } else {
+                Compression::Zstd
+            };
+            let layers: Vec<_> = multilayer_layers(busybox)
+                .into_iter()
+                .map(|l| (l, c))
+                .collect();
             let img = layout.image(
                 &layers,
                 &ConfigSpec {
@@ -192,9 +269,18 @@ fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
         "httpd" => {
             let mut www = Tar::new();
             www.dir("www", 0o755, 0, 0);
-            www.file("www/index.html", b"hello from deckhand httpd\n", 0o644, 0, 0);
+            www.file(
+                "www/index.html",
+                b"hello from deckhand httpd\n",
+                0o644,
+                0,
+                0,
+            );
             let img = layout.image(
-                &[(base_layer(busybox), Compression::Gzip), (www, Compression::Gzip)],
+                &[
+                    (base_layer(busybox), Compression::Gzip),
+                    (www, Compression::Gzip),
+                ],
                 &ConfigSpec {
                     os: "linux",
                     arch,
@@ -226,7 +312,13 @@ fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
                 layers.push((marker, Compression::Gzip));
                 imgs.push(layout.image(
                     &layers,
-                    &ConfigSpec { os: "linux", arch: a, variant: v, cmd: &["sh"], ..Default::default() },
+                    &ConfigSpec {
+                        os: "linux",
+                        arch: a,
+                        variant: v,
+                        cmd: &["sh"],
+                        ..Default::default()
+                    },
                 )?);
             }
             layout.tag_index(&imgs, TAG)?;
@@ -247,7 +339,12 @@ fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
                     (l1, Compression::GzipFast),
                     (l2, Compression::GzipFast),
                 ],
-                &ConfigSpec { os: "linux", arch, cmd: &["sh"], ..Default::default() },
+                &ConfigSpec {
+                    os: "linux",
+                    arch,
+                    cmd: &["sh"],
+                    ..Default::default()
+                },
             )?;
             layout.tag_manifest(&img, TAG)?;
             vec![img]
@@ -264,7 +361,10 @@ fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
         media_type: top.1,
         images: info,
     };
-    fs::write(out.join(format!("{name}.json")), serde_json::to_vec_pretty(&fi)?)?;
+    fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_vec_pretty(&fi)?,
+    )?;
     Ok(())
 }
 
@@ -297,7 +397,13 @@ fn base_layer(busybox: &[u8]) -> Tar {
         0,
         0,
     );
-    t.file("etc/group", b"root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n", 0o644, 0, 0);
+    t.file(
+        "etc/group",
+        b"root:x:0:\nnogroup:x:65534:\nnobody:x:65534:\n",
+        0o644,
+        0,
+        0,
+    );
     t.dir("root", 0o700, 0, 0);
     t.dir("tmp", 0o1777, 0, 0);
     for d in ["dev", "proc", "sys", "var", "usr", "usr/bin"] {
@@ -316,14 +422,32 @@ fn multilayer_layers(busybox: &[u8]) -> Vec<Tar> {
     l1.file("data/remove-me.txt", b"deleted by layer 2\n", 0o644, 0, 0);
     l1.file("data/changed.txt", b"version 1\n", 0o644, 0, 0);
     l1.dir("opq", 0o755, 0, 0);
-    l1.file("opq/old1.txt", b"hidden by the opaque dir in layer 2\n", 0o644, 0, 0);
+    l1.file(
+        "opq/old1.txt",
+        b"hidden by the opaque dir in layer 2\n",
+        0o644,
+        0,
+        0,
+    );
     l1.dir("opq/sub", 0o755, 0, 0);
     l1.file("opq/sub/old2.txt", b"also hidden\n", 0o644, 0, 0);
     l1.dir("replace-dir", 0o755, 0, 0);
-    l1.file("replace-dir/inner.txt", b"the dir becomes a file in layer 2\n", 0o644, 0, 0);
+    l1.file(
+        "replace-dir/inner.txt",
+        b"the dir becomes a file in layer 2\n",
+        0o644,
+        0,
+        0,
+    );
     l1.dir("gone", 0o755, 0, 0);
     l1.dir("gone/deep", 0o755, 0, 0);
-    l1.file("gone/deep/file", b"whole dir deleted by layer 3\n", 0o644, 0, 0);
+    l1.file(
+        "gone/deep/file",
+        b"whole dir deleted by layer 3\n",
+        0o644,
+        0,
+        0,
+    );
     l1.dir("owned", 0o750, 1000, 1000);
     l1.file("owned/file", b"owned by 1000:1000\n", 0o640, 1000, 1000);
     l1.file("owned/group-only", b"root:1000\n", 0o664, 0, 1000);
@@ -343,7 +467,12 @@ fn multilayer_layers(busybox: &[u8]) -> Vec<Tar> {
     l1.fifo("special/fifo", 0o644);
     l1.chardev("special/null", 1, 3, 0o666);
     l1.dir("xattr", 0o755, 0, 0);
-    l1.file_xattr("xattr/file", b"has a user xattr\n", "user.test", b"hello-xattr");
+    l1.file_xattr(
+        "xattr/file",
+        b"has a user xattr\n",
+        "user.test",
+        b"hello-xattr",
+    );
     l1.file("empty", b"", 0o600, 0, 0);
     l1.file("exec.sh", b"#!/bin/sh\nexit 0\n", 0o750, 0, 0);
 
@@ -351,16 +480,34 @@ fn multilayer_layers(busybox: &[u8]) -> Vec<Tar> {
     let mut l2 = Tar::new();
     l2.dir("data", 0o755, 0, 0);
     l2.file("data/.wh.remove-me.txt", b"", 0o644, 0, 0);
-    l2.file("data/changed.txt", b"version 2, longer than version 1\n", 0o600, 0, 0);
+    l2.file(
+        "data/changed.txt",
+        b"version 2, longer than version 1\n",
+        0o600,
+        0,
+        0,
+    );
     l2.file("data/new-in-2.txt", b"added by layer 2\n", 0o644, 0, 0);
     l2.dir("opq", 0o711, 0, 0);
     l2.file("opq/.wh..wh..opq", b"", 0o644, 0, 0);
-    l2.file("opq/new.txt", b"the only file in the opaque dir\n", 0o644, 0, 0);
+    l2.file(
+        "opq/new.txt",
+        b"the only file in the opaque dir\n",
+        0o644,
+        0,
+        0,
+    );
     l2.dir("opq/sub", 0o755, 0, 0);
     l2.file("opq/sub/new2.txt", b"new sub content\n", 0o644, 0, 0);
     l2.file("replace-dir", b"now a regular file\n", 0o644, 0, 0);
     l2.dir("links2", 0o755, 0, 0);
-    l2.file("links2/a", b"hard linked within layer 2\n", 0o644, 1000, 1000);
+    l2.file(
+        "links2/a",
+        b"hard linked within layer 2\n",
+        0o644,
+        1000,
+        1000,
+    );
     l2.hardlink_owned("links2/b", "links2/a", 0o644, 1000, 1000);
     l2.symlink("links2/to-layer1", "/links/target.txt");
 
@@ -373,9 +520,21 @@ fn multilayer_layers(busybox: &[u8]) -> Vec<Tar> {
     l3.file("empty", b"", 0o644, 1000, 1000);
     l3.file(".wh.exec.sh", b"", 0o644, 0, 0);
     l3.dir("exec.sh", 0o755, 0, 0);
-    l3.file("exec.sh/now-a-dir", b"file replaced by a directory\n", 0o644, 0, 0);
+    l3.file(
+        "exec.sh/now-a-dir",
+        b"file replaced by a directory\n",
+        0o644,
+        0,
+        0,
+    );
     l3.dir("bin", 0o755, 0, 0);
-    l3.file("bin/hello", b"#!/bin/sh\necho hello from layer 3\n", 0o755, 0, 0);
+    l3.file(
+        "bin/hello",
+        b"#!/bin/sh\necho hello from layer 3\n",
+        0o755,
+        0,
+        0,
+    );
     vec![l1, l2, l3]
 }
 
@@ -395,7 +554,10 @@ impl Tar {
     pub fn new() -> Self {
         let mut builder = tar::Builder::new(Vec::new());
         builder.mode(tar::HeaderMode::Complete);
-        Tar { builder, file_bytes: 0 }
+        Tar {
+            builder,
+            file_bytes: 0,
+        }
     }
 
     fn header(kind: tar::EntryType, mode: u32, uid: u64, gid: u64) -> tar::Header {
@@ -413,7 +575,9 @@ impl Tar {
 
     fn append(&mut self, mut h: tar::Header, path: &str, data: &[u8]) {
         h.set_size(data.len() as u64);
-        self.builder.append_data(&mut h, path, data).expect("append tar entry");
+        self.builder
+            .append_data(&mut h, path, data)
+            .expect("append tar entry");
     }
 
     pub fn dir(&mut self, path: &str, mode: u32, uid: u64, gid: u64) {
@@ -439,7 +603,9 @@ impl Tar {
     pub fn symlink(&mut self, path: &str, target: &str) {
         let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0, 0);
         h.set_size(0);
-        self.builder.append_link(&mut h, path, target).expect("append symlink");
+        self.builder
+            .append_link(&mut h, path, target)
+            .expect("append symlink");
     }
 
     /// A hard link to `target`, an earlier entry of the same layer. The header repeats the
@@ -452,7 +618,9 @@ impl Tar {
     pub fn hardlink_owned(&mut self, path: &str, target: &str, mode: u32, uid: u64, gid: u64) {
         let mut h = Self::header(tar::EntryType::Link, mode, uid, gid);
         h.set_size(0);
-        self.builder.append_link(&mut h, path, target).expect("append hardlink");
+        self.builder
+            .append_link(&mut h, path, target)
+            .expect("append hardlink");
     }
 
     pub fn fifo(&mut self, path: &str, mode: u32) {
@@ -520,7 +688,11 @@ impl Layout {
         let _ = fs::remove_dir_all(dir);
         fs::create_dir_all(dir.join("blobs/sha256"))?;
         fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        Ok(Layout { dir: dir.to_path_buf(), tagged: None, index_entries: Vec::new() })
+        Ok(Layout {
+            dir: dir.to_path_buf(),
+            tagged: None,
+            index_entries: Vec::new(),
+        })
     }
 
     /// Writes a blob, returns `sha256:<hex>` and its size.
@@ -567,13 +739,19 @@ impl Layout {
             cfg.insert("User".into(), json!(spec.user));
         }
         if !spec.exposed_ports.is_empty() {
-            let ports: serde_json::Map<_, _> =
-                spec.exposed_ports.iter().map(|p| (p.to_string(), json!({}))).collect();
+            let ports: serde_json::Map<_, _> = spec
+                .exposed_ports
+                .iter()
+                .map(|p| (p.to_string(), json!({})))
+                .collect();
             cfg.insert("ExposedPorts".into(), Value::Object(ports));
         }
         if !spec.labels.is_empty() {
-            let labels: serde_json::Map<_, _> =
-                spec.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            let labels: serde_json::Map<_, _> = spec
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
             cfg.insert("Labels".into(), Value::Object(labels));
         }
         if let Some(s) = spec.stop_signal {
@@ -640,7 +818,8 @@ impl Layout {
     }
 
     fn finish(&self) -> Result<()> {
-        let index = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": self.index_entries});
+        let index =
+            json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": self.index_entries});
         fs::write(self.dir.join("index.json"), serde_json::to_vec(&index)?)?;
         Ok(())
     }

@@ -23,10 +23,15 @@ pub fn setup(cache_root: &str) -> fixtures::Fixtures {
 }
 
 /// Starts a registry with `auth` and pushes each named fixture as `<name>:1`.
-pub fn registry_with(fx: &fixtures::Fixtures, auth: registry::Auth, names: &[&str]) -> registry::Registry {
+pub fn registry_with(
+    fx: &fixtures::Fixtures,
+    auth: registry::Auth,
+    names: &[&str],
+) -> registry::Registry {
     let reg = registry::Registry::start(auth).expect("start docker-registry");
     for n in names {
-        reg.push(&fx.layout(n), fixtures::TAG, n).unwrap_or_else(|e| panic!("push {n}: {e:#}"));
+        reg.push(&fx.layout(n), fixtures::TAG, n)
+            .unwrap_or_else(|e| panic!("push {n}: {e:#}"));
     }
     reg
 }

@@ -44,7 +44,9 @@ pub struct Registry {
 
 impl Registry {
     pub fn start(auth: Auth) -> Result<Registry> {
-        let dir = tempfile::Builder::new().prefix("deckhand-registry-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("deckhand-registry-")
+            .tempdir()?;
         let storage = dir.path().join("storage");
         fs::create_dir_all(&storage)?;
         let token_server = match auth {
@@ -94,10 +96,17 @@ impl Registry {
             let mut child = ChildGuard::new(child);
             match wait_ready(port, &mut child.0) {
                 Ok(()) => {
-                    return Ok(Registry { port, auth, dir, child, token_server });
+                    return Ok(Registry {
+                        port,
+                        auth,
+                        dir,
+                        child,
+                        token_server,
+                    });
                 }
                 Err(e) => {
-                    let log = fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
+                    let log =
+                        fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
                     last_err = Some(anyhow::anyhow!("{e:#}; registry log:\n{log}"));
                 }
             }
@@ -126,13 +135,20 @@ impl Registry {
     /// compression (and every platform of an index).
     pub fn push(&self, layout: &Path, tag: &str, name: &str) -> Result<()> {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
+        cmd.args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ]);
         if let Some(c) = self.creds() {
             cmd.arg("--dest-creds").arg(c);
         }
         cmd.arg(format!("oci:{}:{tag}", layout.display()));
         cmd.arg(format!("docker://{}", self.reference(name, tag)));
-        run_checked(&mut cmd).with_context(|| format!("push {} to {name}:{tag}", layout.display()))?;
+        run_checked(&mut cmd)
+            .with_context(|| format!("push {} to {name}:{tag}", layout.display()))?;
         Ok(())
     }
 
@@ -247,7 +263,11 @@ impl TokenServer {
             &rng,
         )
         .map_err(|e| anyhow::anyhow!("load token signing key: {e}"))?;
-        let signer = Signer { key: ring_key, cert_der: cert.der().to_vec(), rng };
+        let signer = Signer {
+            key: ring_key,
+            cert_der: cert.der().to_vec(),
+            rng,
+        };
 
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
@@ -270,7 +290,14 @@ impl TokenServer {
                 }
             }
         });
-        Ok(TokenServer { port, cert_path, issued, refused, stop, thread: Some(thread) })
+        Ok(TokenServer {
+            port,
+            cert_path,
+            issued,
+            refused,
+            stop,
+            thread: Some(thread),
+        })
     }
 
     pub fn realm(&self) -> String {
@@ -341,8 +368,12 @@ fn handle_token_request(
                 for scope in v.split(' ') {
                     // type:name:actions; the name may itself contain ':' (never for repos,
                     // but be safe), so split from both ends.
-                    let Some((typ, rest)) = scope.split_once(':') else { continue };
-                    let Some((name, actions)) = rest.rsplit_once(':') else { continue };
+                    let Some((typ, rest)) = scope.split_once(':') else {
+                        continue;
+                    };
+                    let Some((name, actions)) = rest.rsplit_once(':') else {
+                        continue;
+                    };
                     let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
                     access.push(json!({"type": typ, "name": name, "actions": actions}));
                 }
@@ -414,7 +445,10 @@ mod tests {
 
     #[test]
     fn decodes_scopes() {
-        assert_eq!(percent_decode("repository%3Abusybox%3Apull%2Cpush"), "repository:busybox:pull,push");
+        assert_eq!(
+            percent_decode("repository%3Abusybox%3Apull%2Cpush"),
+            "repository:busybox:pull,push"
+        );
         assert_eq!(percent_decode("a+b%20c"), "a b c");
         assert_eq!(percent_decode("100%"), "100%");
     }

@@ -71,9 +71,10 @@ impl Tree {
         for (p, e) in &expected.0 {
             match actual.0.get(p) {
                 None => out.push(format!("missing: /{} ({:?})", p.display(), e.kind)),
-                Some(a) if a != e => {
-                    out.push(format!("differs: /{}\n    expected {e:?}\n    actual   {a:?}", p.display()))
-                }
+                Some(a) if a != e => out.push(format!(
+                    "differs: /{}\n    expected {e:?}\n    actual   {a:?}",
+                    p.display()
+                )),
                 Some(_) => {}
             }
         }
@@ -87,7 +88,10 @@ impl Tree {
 
     /// Panics with the differences when the trees differ.
     pub fn assert_same(expected: &Tree, actual: &Tree, what: &str) {
-        assert!(!expected.0.is_empty(), "{what}: the reference tree is empty");
+        assert!(
+            !expected.0.is_empty(),
+            "{what}: the reference tree is empty"
+        );
         let d = Self::diff(expected, actual);
         if !d.is_empty() {
             let shown: Vec<_> = d.iter().take(60).cloned().collect();
@@ -118,15 +122,26 @@ fn scan_dir(
             Kind::Dir
         } else if ft.is_file() {
             let data = fs::read(&abs).with_context(|| format!("read {}", abs.display()))?;
-            Kind::File { sha256: hex::encode(Sha256::digest(&data)), size: md.len() }
+            Kind::File {
+                sha256: hex::encode(Sha256::digest(&data)),
+                size: md.len(),
+            }
         } else if ft.is_symlink() {
-            Kind::Symlink { target: fs::read_link(&abs)? }
+            Kind::Symlink {
+                target: fs::read_link(&abs)?,
+            }
         } else if ft.is_fifo() {
             Kind::Fifo
         } else if ft.is_char_device() {
-            Kind::Char { major: libc::major(rdev) as u64, minor: libc::minor(rdev) as u64 }
+            Kind::Char {
+                major: libc::major(rdev) as u64,
+                minor: libc::minor(rdev) as u64,
+            }
         } else if ft.is_block_device() {
-            Kind::Block { major: libc::major(rdev) as u64, minor: libc::minor(rdev) as u64 }
+            Kind::Block {
+                major: libc::major(rdev) as u64,
+                minor: libc::minor(rdev) as u64,
+            }
         } else {
             Kind::Socket
         };
@@ -152,7 +167,10 @@ fn scan_dir(
             kind,
         };
         if !ft.is_dir() && md.nlink() > 1 {
-            inodes.entry((md.dev(), md.ino())).or_default().push(rel_path.clone());
+            inodes
+                .entry((md.dev(), md.ino()))
+                .or_default()
+                .push(rel_path.clone());
         }
         nodes.insert(rel_path.clone(), node);
         if ft.is_dir() {
@@ -192,18 +210,39 @@ impl OverlayMount {
             fs::create_dir_all(&empty)?;
             lowers.push(empty);
         }
+        Self::mount_with(&lowers, None, target)
+    }
+
+    /// Mounts an overlay of `lowers` (top-most first) with an optional writable
+    /// `(upper, work)` pair; read-only without one.
+    pub fn mount_with(
+        lowers: &[PathBuf],
+        upper: Option<(&Path, &Path)>,
+        target: &Path,
+    ) -> Result<OverlayMount> {
         fs::create_dir_all(target)?;
         let lowerdir: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-        let opts = format!("lowerdir={}", lowerdir.join(":"));
+        let mut opts = format!("lowerdir={}", lowerdir.join(":"));
+        let mut flags = nix::mount::MsFlags::MS_RDONLY;
+        if let Some((u, w)) = upper {
+            opts.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
+            flags = nix::mount::MsFlags::empty();
+        }
         nix::mount::mount(
             Some("overlay"),
             target,
             Some("overlay"),
-            nix::mount::MsFlags::MS_RDONLY,
+            flags,
             Some(opts.as_str()),
         )
         .with_context(|| format!("mount overlay at {} with {opts}", target.display()))?;
-        Ok(OverlayMount { target: target.to_path_buf() })
+        Ok(OverlayMount {
+            target: target.to_path_buf(),
+        })
     }
 }
 
@@ -247,7 +286,10 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.clone(),
-            Some(prev) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{prev} {d}")))),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{prev} {d}")))
+            ),
         };
         out.push(next);
     }

@@ -44,7 +44,10 @@ fn configure(dh: &Deckhand, reg: &Registry, creds: Creds) -> Vec<String> {
 fn case(auth: Auth, creds: Creds) {
     let fx = setup(env!("CARGO_TARGET_TMPDIR"));
     let reg = registry_with(&fx, auth, &["busybox"]);
-    let issued_before = reg.token_server.as_ref().map(|t| t.issued.load(Ordering::Relaxed));
+    let issued_before = reg
+        .token_server
+        .as_ref()
+        .map(|t| t.issued.load(Ordering::Relaxed));
     let dh = Deckhand::new();
     let r = reg.reference("busybox", TAG);
     let mut args = vec!["image".to_string(), "pull".into(), r.clone()];
@@ -58,8 +61,14 @@ fn case(auth: Auth, creds: Creds) {
                 s.contains("401") || s.contains("credential") || s.contains("unauthorized"),
                 "error must mention 401/credentials:\n{e}"
             );
-            assert!(e.stderr.contains(&reg.host()), "error must name the registry:\n{e}");
-            assert!(!e.stderr.contains(PASS), "error must not leak the password:\n{e}");
+            assert!(
+                e.stderr.contains(&reg.host()),
+                "error must name the registry:\n{e}"
+            );
+            assert!(
+                !e.stderr.contains(PASS),
+                "error must not leak the password:\n{e}"
+            );
             assert!(dh.image_names().is_empty());
         }
         _ => {
@@ -67,7 +76,10 @@ fn case(auth: Auth, creds: Creds) {
             image_record(&dh, &r, &r, &fx.info("busybox").images[0]);
             rootfs_matches_umoci(&dh, &r, &fx, "busybox");
             if let (Some(ts), Some(before)) = (reg.token_server.as_ref(), issued_before) {
-                assert!(ts.issued.load(Ordering::Relaxed) > before, "deckhand must have fetched a token");
+                assert!(
+                    ts.issued.load(Ordering::Relaxed) > before,
+                    "deckhand must have fetched a token"
+                );
             }
         }
     }

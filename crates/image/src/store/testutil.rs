@@ -26,7 +26,8 @@ pub fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
                 h.set_mode(0o755);
                 h.set_size(0);
                 h.set_mtime(1_700_000_000);
-                b.append_data(&mut h, format!("{}/", dir.display()), &[][..]).unwrap();
+                b.append_data(&mut h, format!("{}/", dir.display()), &[][..])
+                    .unwrap();
             }
         }
         let mut h = tar::Header::new_gnu();
@@ -81,7 +82,10 @@ impl TestImage {
                 }
             })
             .collect();
-        let diff_ids: Vec<String> = layers.iter().map(|(t, _, _)| Digest::of(t).to_string()).collect();
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|(t, _, _)| Digest::of(t).to_string())
+            .collect();
         let mut cfg = serde_json::json!({
             "created": "2024-01-01T00:00:00Z",
             "architecture": platform.architecture,
@@ -97,16 +101,28 @@ impl TestImage {
             schema_version: 2,
             media_type: Some(media::OCI_MANIFEST.into()),
             config: descriptor(media::OCI_CONFIG, &config),
-            layers: layers.iter().map(|(_, blob, mt)| descriptor(mt, blob)).collect(),
+            layers: layers
+                .iter()
+                .map(|(_, blob, mt)| descriptor(mt, blob))
+                .collect(),
             annotations: BTreeMap::new(),
         };
         let manifest = serde_json::to_vec(&manifest).unwrap();
-        TestImage { layers, config, manifest, platform }
+        TestImage {
+            layers,
+            config,
+            manifest,
+            platform,
+        }
     }
 
     /// A one-layer image with `/etc/hostname` holding `tag`, so images differ by content.
     pub fn simple(tag: &str) -> TestImage {
-        TestImage::new(vec![layer_tar(&[("etc/hostname", tag.as_bytes())])], true, "linux/amd64")
+        TestImage::new(
+            vec![layer_tar(&[("etc/hostname", tag.as_bytes())])],
+            true,
+            "linux/amd64",
+        )
     }
 
     pub fn manifest_digest(&self) -> Digest {
@@ -150,7 +166,12 @@ pub fn write_blob(layout: &Path, data: &[u8]) {
 
 /// Write an OCI layout at `dir`: every image's blobs, extra blobs, and `index.json` with the
 /// given top-level entries.
-pub fn write_layout(dir: &Path, images: &[&TestImage], extra_blobs: &[&[u8]], entries: Vec<Descriptor>) {
+pub fn write_layout(
+    dir: &Path,
+    images: &[&TestImage],
+    extra_blobs: &[&[u8]],
+    entries: Vec<Descriptor>,
+) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     for image in images {
@@ -161,14 +182,22 @@ pub fn write_layout(dir: &Path, images: &[&TestImage], extra_blobs: &[&[u8]], en
     for blob in extra_blobs {
         write_blob(dir, blob);
     }
-    let index = Index { schema_version: 2, media_type: Some(media::OCI_INDEX.into()), manifests: entries, annotations: BTreeMap::new() };
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(media::OCI_INDEX.into()),
+        manifests: entries,
+        annotations: BTreeMap::new(),
+    };
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
 /// An index.json entry for `image` with annotations.
 pub fn entry(image: &TestImage, annotations: &[(&str, &str)]) -> Descriptor {
     let mut d = image.manifest_descriptor();
-    d.annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    d.annotations = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     d
 }
 
@@ -204,7 +233,8 @@ pub fn docker_archive(images: &[(&TestImage, Vec<&str>)]) -> Vec<u8> {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
-                b.append_link(&mut h, &name, format!("../{existing}")).unwrap();
+                b.append_link(&mut h, &name, format!("../{existing}"))
+                    .unwrap();
             } else {
                 file(&mut b, &name, blob);
                 written.insert(d, name.clone());
@@ -212,9 +242,14 @@ pub fn docker_archive(images: &[(&TestImage, Vec<&str>)]) -> Vec<u8> {
             file(&mut b, &format!("layer{n}-{i}/VERSION"), b"1.0");
             layers.push(name);
         }
-        manifest.push(serde_json::json!({"Config": config_name, "RepoTags": tags, "Layers": layers}));
+        manifest
+            .push(serde_json::json!({"Config": config_name, "RepoTags": tags, "Layers": layers}));
     }
-    file(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     b.into_inner().unwrap()
 }
 
