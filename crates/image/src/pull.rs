@@ -100,6 +100,9 @@ impl ImageStore {
         let creds = ctx.credentials.as_ref();
 
         let (target, target_bytes) = self.registry.resolve(reference, creds).await?;
+        // Blobs land before the record: keep prune off them until commit_image has written it.
+        // Held by this future, so a cancelled pull releases it too.
+        let _gc = run_blocking_here(|| self.gc_guard())?;
         write_blob(&ctx.content, &target.digest, target_bytes.clone()).await?;
         let document = ManifestDocument::parse(&target.media_type, &target.digest, &target_bytes)?;
         let (manifest_digest, manifest) = match document {
