@@ -99,7 +99,10 @@ impl ImageStore {
         };
         let creds = ctx.credentials.as_ref();
 
-        let (target, target_bytes) = self.registry.resolve(reference, creds).await?;
+        let (target, target_bytes) = with_retries("resolve", &reference.to_string(), || {
+            self.registry.resolve(reference, creds)
+        })
+        .await?;
         // Blobs land before the record: keep prune off them until commit_image has written it.
         // Held by this future, so a cancelled pull releases it too.
         let _gc = run_blocking_here(|| self.gc_guard())?;
@@ -570,10 +573,12 @@ async fn fetch_manifest(ctx: &PullContext, descriptor: &Descriptor) -> Result<Ve
     if let Some(bytes) = read_blob(&ctx.content, &descriptor.digest).await? {
         return Ok(bytes);
     }
-    let bytes = ctx
-        .registry
-        .fetch_manifest(&ctx.reference, descriptor, ctx.credentials.as_ref())
-        .await?;
+    let what = descriptor.digest.to_string();
+    let bytes = with_retries("manifest download", &what, || {
+        ctx.registry
+            .fetch_manifest(&ctx.reference, descriptor, ctx.credentials.as_ref())
+    })
+    .await?;
     write_blob(&ctx.content, &descriptor.digest, bytes.clone()).await?;
     Ok(bytes)
 }
@@ -593,28 +598,44 @@ async fn fetch_config(ctx: &PullContext, descriptor: &Descriptor) -> Result<Vec<
             ),
         }));
     }
+    let what = descriptor.digest.to_string();
+    let bytes = with_retries("config download", &what, || {
+        fetch_small_blob(ctx, descriptor)
+    })
+    .await?;
+    let digest = Digest::of(&bytes);
+    if digest != descriptor.digest {
+        return Err(StoreError::Content(ContentError::DigestMismatch {
+            expected: descriptor.digest.clone(),
+            actual: digest,
+            expected_size: descriptor.size,
+            actual_size: bytes.len() as u64,
+        }));
+    }
+    write_blob(&ctx.content, &descriptor.digest, bytes.clone()).await?;
+    Ok(bytes)
+}
+
+/// Run a registry request, retrying transient failures (connection errors, 5xx, 429) with
+/// the same backoff as layers. Layers have their own loop, which also resumes.
+async fn with_retries<T, F, Fut>(
+    what: &str,
+    object: &str,
+    mut request: F,
+) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+{
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match fetch_small_blob(ctx, descriptor).await {
-            Ok(bytes) => {
-                let digest = Digest::of(&bytes);
-                if digest != descriptor.digest {
-                    return Err(StoreError::Content(ContentError::DigestMismatch {
-                        expected: descriptor.digest.clone(),
-                        actual: digest,
-                        expected_size: descriptor.size,
-                        actual_size: bytes.len() as u64,
-                    }));
-                }
-                write_blob(&ctx.content, &descriptor.digest, bytes.clone()).await?;
-                return Ok(bytes);
-            }
+        match request().await {
             Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
-                tracing::warn!(config = %descriptor.digest, attempt, error = %e, "config download failed; retrying");
+                tracing::warn!(object, attempt, error = %e, "{what} failed; retrying");
                 tokio::time::sleep(RETRY_BASE_DELAY * 2u32.pow(attempt - 1)).await;
             }
-            Err(e) => return Err(e.into()),
+            result => return result,
         }
     }
 }

@@ -547,3 +547,49 @@ async fn a_corrupt_partial_download_is_downloaded_again_from_scratch() {
         .iter()
         .any(|e| matches!(e, ProgressEvent::LayerRetry { digest, .. } if *digest == big.digest)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_registry_errors_during_resolve_are_retried() {
+    require_root();
+    let img = image(vec![layer(&[("a", b"a")], true)], &Platform::host());
+    // The registry answers 503 to the first two manifest requests.
+    let (manifest, config, config_digest, blob) = (
+        img.manifest.clone(),
+        img.config.clone(),
+        img.config_digest.clone(),
+        img.layers[0].blob.clone(),
+    );
+    let failures = Arc::new(Mutex::new(2));
+    let server = FakeServer::start(move |req| {
+        if req.path().contains("/manifests/") {
+            let mut left = failures.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Response::new(503, "");
+            }
+            return Response::new(200, manifest.clone())
+                .header("content-type", media::OCI_MANIFEST);
+        }
+        if req.path().ends_with(&config_digest.to_string()) {
+            return Response::new(200, config.clone());
+        }
+        ranged(req, &blob)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path(), 3);
+    let image = store
+        .pull(
+            &reference(&server.addr, "retry", Some("v1"), None),
+            PullOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(image.id, img.config_digest);
+    let manifest_requests = server
+        .requests()
+        .iter()
+        .filter(|r| r.path().contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_requests, 3);
+}
