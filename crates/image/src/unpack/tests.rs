@@ -404,7 +404,7 @@ fn hard_links_to_parent_layers_are_copied_up() {
             .file("opaque/.wh..wh..opq", "")
             .finish(),
         &p1,
-        &[p0.clone()],
+        std::slice::from_ref(&p0),
     )
     .unwrap();
     let parents = vec![p1.clone(), p0.clone()];
