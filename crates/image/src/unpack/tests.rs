@@ -404,7 +404,7 @@ fn hard_links_to_parent_layers_are_copied_up() {
             .file("opaque/.wh..wh..opq", "")
             .finish(),
         &p1,
-        &[p0.clone()],
+        std::slice::from_ref(&p0),
     )
     .unwrap();
     let parents = vec![p1.clone(), p0.clone()];
@@ -693,4 +693,29 @@ fn full_disk_is_no_space() {
         Err(UnpackError::NoSpace(p)) => assert!(p.starts_with(&t), "{}", p.display()),
         other => panic!("expected NoSpace, got {other:?}"),
     }
+}
+
+#[test]
+fn single_cpu_path_matches_the_pipeline() {
+    let tmp = require_root();
+    let tar = kitchen_sink();
+    let t = new_target(&tmp, "inline");
+    let (diff, stats) = apply_inline(Box::new(&tar[..]), &t, &[]).unwrap();
+    assert_eq!(diff, Digest::of(&tar));
+    assert_eq!(stats.tar_bytes, tar.len() as u64);
+    check_kitchen_sink(&t);
+
+    let mut gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&tar).unwrap();
+        e.finish().unwrap()
+    };
+    let len = gz.len();
+    gz.truncate(len - 100);
+    let t = new_target(&tmp, "inline-bad");
+    let decoder = Box::new(flate2::read::MultiGzDecoder::new(&gz[..]));
+    assert!(matches!(
+        apply_inline(decoder, &t, &[]),
+        Err(UnpackError::Decompress(_))
+    ));
 }
