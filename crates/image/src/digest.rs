@@ -21,10 +21,7 @@ pub struct Digest {
 impl Digest {
     /// Digest of `data`.
     pub fn of(data: &[u8]) -> Digest {
-        use sha2::Digest as _;
-        Digest {
-            hex: hex::encode(sha2::Sha256::digest(data)),
-        }
+        Digest { hex: hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref()) }
     }
     pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
         format!("sha256:{hex}").parse()
@@ -75,11 +72,19 @@ impl fmt::Display for Digest {
     }
 }
 
-/// Incremental sha256 + byte count, to verify a blob while it streams.
-#[derive(Default, Clone)]
+/// Incremental sha256 + byte count, to verify a blob while it streams. ring's assembly
+/// SHA-256 is about twice as fast as sha2's portable code on CPUs without SHA-NI (the build
+/// machines), and every downloaded byte goes through here.
+#[derive(Clone)]
 pub struct Verifier {
-    hasher: sha2::Sha256,
+    hasher: ring::digest::Context,
     len: u64,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier { hasher: ring::digest::Context::new(&ring::digest::SHA256), len: 0 }
+    }
 }
 
 impl Verifier {
@@ -87,7 +92,6 @@ impl Verifier {
         Self::default()
     }
     pub fn update(&mut self, data: &[u8]) {
-        use sha2::Digest as _;
         self.hasher.update(data);
         self.len += data.len() as u64;
     }
@@ -98,13 +102,7 @@ impl Verifier {
         self.len == 0
     }
     pub fn finish(self) -> (Digest, u64) {
-        use sha2::Digest as _;
-        (
-            Digest {
-                hex: hex::encode(self.hasher.finalize()),
-            },
-            self.len,
-        )
+        (Digest { hex: hex::encode(self.hasher.finish().as_ref()) }, self.len)
     }
 }
 
