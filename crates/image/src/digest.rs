@@ -21,7 +21,9 @@ pub struct Digest {
 impl Digest {
     /// Digest of `data`.
     pub fn of(data: &[u8]) -> Digest {
-        Digest { hex: hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref()) }
+        Digest {
+            hex: hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref()),
+        }
     }
     pub fn from_hex(hex: &str) -> Result<Digest, DigestError> {
         format!("sha256:{hex}").parse()
@@ -83,7 +85,10 @@ pub struct Verifier {
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier { hasher: ring::digest::Context::new(&ring::digest::SHA256), len: 0 }
+        Verifier {
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            len: 0,
+        }
     }
 }
 
@@ -102,7 +107,12 @@ impl Verifier {
         self.len == 0
     }
     pub fn finish(self) -> (Digest, u64) {
-        (Digest { hex: hex::encode(self.hasher.finish().as_ref()) }, self.len)
+        (
+            Digest {
+                hex: hex::encode(self.hasher.finish().as_ref()),
+            },
+            self.len,
+        )
     }
 }
 

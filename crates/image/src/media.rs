@@ -17,7 +17,12 @@ pub const DOCKER_LAYER_FOREIGN_GZIP: &str =
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// Every manifest type we can read, for the registry `Accept` header.
-pub const MANIFEST_ACCEPT: &[&str] = &[OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST];
+pub const MANIFEST_ACCEPT: &[&str] = &[
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+];
 
 /// How a layer blob is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,9 +39,10 @@ impl Compression {
             OCI_LAYER | OCI_LAYER_NONDIST | "application/vnd.docker.image.rootfs.diff.tar" => {
                 Some(Compression::None)
             }
-            OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN_GZIP => {
-                Some(Compression::Gzip)
-            }
+            OCI_LAYER_GZIP
+            | OCI_LAYER_NONDIST_GZIP
+            | DOCKER_LAYER_GZIP
+            | DOCKER_LAYER_FOREIGN_GZIP => Some(Compression::Gzip),
             OCI_LAYER_ZSTD => Some(Compression::Zstd),
             _ => None,
         }

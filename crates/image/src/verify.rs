@@ -36,9 +36,11 @@ pub struct VerifyReport {
 impl ImageStore {
     /// Check the whole store. Blocking; reads every blob.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let mut report = VerifyReport::default();
-        report.blobs = self.content.list()?.len();
-        report.snapshots = self.snapshots.list()?.len();
+        let mut report = VerifyReport {
+            blobs: self.content.list()?.len(),
+            snapshots: self.snapshots.list()?.len(),
+            ..VerifyReport::default()
+        };
         for digest in self.content.verify_all()? {
             report
                 .problems
