@@ -37,7 +37,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test: build
+test: build lint
 	@if [ "$$(id -u)" != 0 ]; then echo "make test must run as root: the tests create namespaces, mounts and device nodes" >&2; exit 1; fi
 	$(CARGO) nextest run --release --workspace --no-fail-fast
 
