@@ -96,7 +96,7 @@ pub fn apply_layer<R: Read>(
         }
     };
 
-    // With one CPU the second thread only adds hand-offs.
+    // With one CPU the extra threads only add hand-offs.
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return apply_inline(decoder, target, parents);
     }
