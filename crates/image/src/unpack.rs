@@ -482,6 +482,8 @@ struct Applier<'a> {
     dir_index: HashMap<PathBuf, usize>,
     buf: Vec<u8>,
     entries: u64,
+    /// xattr names already warned about.
+    warned: HashSet<String>,
 }
 
 impl<'a> Applier<'a> {
@@ -494,6 +496,7 @@ impl<'a> Applier<'a> {
             dir_index: HashMap::new(),
             buf: vec![0; COPY_BUF],
             entries: 0,
+            warned: HashSet::new(),
         }
     }
 
@@ -704,23 +707,38 @@ impl<'a> Applier<'a> {
         Ok(true)
     }
 
-    fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
+    fn set_xattrs(&mut self, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
         for (name, value) in &meta.xattrs {
             // overlayfs interprets these (opaque, redirect, metacopy): a layer must not steer
             // the overlay through them. Our own opaque markers come from `.wh..wh..opq`.
             if name.starts_with("trusted.overlay.") {
-                tracing::warn!(path = %path.display(), xattr = %name, "ignoring overlayfs xattr carried by the layer");
+                self.warn_once(
+                    path,
+                    name,
+                    "ignoring an overlayfs xattr carried by the layer",
+                );
                 continue;
             }
             match sysfs::lsetxattr(path, name, value) {
                 Ok(()) => {}
-                Err(e) if e.is_unsupported() || e.is_permission() => {
-                    tracing::warn!(path = %path.display(), xattr = %name, error = %e, "extended attribute not kept: the file system or our privileges do not allow it");
-                }
+                Err(e) if e.is_unsupported() || e.is_permission() => self.warn_once(
+                    path,
+                    name,
+                    &format!("extended attribute not kept ({e}): the file system or our privileges do not allow it"),
+                ),
                 Err(e) => return Err(sys_err(path, e)),
             }
         }
         Ok(())
+    }
+
+    /// One warning per xattr name and layer: a layer can carry thousands of the same one.
+    fn warn_once(&mut self, path: &Path, xattr: &str, what: &str) {
+        if self.warned.insert(xattr.to_string()) {
+            tracing::warn!(path = %path.display(), xattr, "{what} (further occurrences in this layer are logged at debug level)");
+        } else {
+            tracing::debug!(path = %path.display(), xattr, "{what}");
+        }
     }
 
     fn regular<R: Read>(
