@@ -6,8 +6,9 @@
 //! Entries that would escape the target (`..`, absolute paths, through symlinks) are refused.
 //! The uncompressed stream is hashed on the way so the caller can check the diff ID.
 //!
-//! Two threads share the work: the calling thread decompresses and hashes, a scoped worker
-//! parses the tar and writes files, so decompression overlaps with file-system calls. Within
+//! Three threads share the work, because decompression, SHA-256 and file-system calls each
+//! take a similar share of the CPU: the calling thread decompresses, one scoped thread hashes,
+//! another parses the tar and writes files (on a single CPU it is all done inline). Within
 //! a layer, the later of two entries for one path wins (a non-directory is removed before its
 //! replacement is created; a repeated directory only gets its metadata updated). Directory
 //! modes and times are applied last, deepest first, because creating children would change
@@ -23,7 +24,7 @@ use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -95,63 +96,73 @@ pub fn apply_layer<R: Read>(
         }
     };
 
-    // With one CPU the second thread only adds hand-offs.
+    // With one CPU the extra threads only add hand-offs.
     if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
         return apply_inline(decoder, target, parents);
     }
-    let (data_tx, data_rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(QUEUE);
-    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    let (data_tx, data_rx) = mpsc::sync_channel::<io::Result<Arc<Vec<u8>>>>(QUEUE);
+    let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(QUEUE);
     std::thread::scope(|scope| {
-        let mut worker = Some(scope.spawn(move || {
+        let hasher = scope.spawn(move || {
+            let mut h = DiffHasher::new();
+            for chunk in hash_rx {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        let mut writer = Some(scope.spawn(move || {
             let reader = ChunkReader {
                 rx: data_rx,
-                free: free_tx,
-                cur: Vec::new(),
+                cur: Arc::default(),
                 pos: 0,
             };
             Applier::new(target, parents).run(reader)
         }));
         let mut data_tx = Some(data_tx);
         let mut finished_early = None;
-        let mut verifier = DiffHasher::new();
-        loop {
-            let mut buf = free_rx.try_recv().unwrap_or_default();
-            buf.resize(CHUNK, 0);
+        let result = loop {
+            let mut buf = vec![0; CHUNK];
             let n = match fill(&mut decoder, &mut buf) {
-                Ok(0) => break,
+                Ok(0) => break Ok(()),
                 Ok(n) => n,
                 Err(e) => {
-                    // Wake the worker with an error so it stops, then report the real cause.
+                    // Wake the writer with an error so it stops; the real cause is ours.
                     if let Some(tx) = data_tx.take() {
                         let _ = tx.send(Err(io::Error::other("layer decompression failed")));
                     }
-                    if let Some(handle) = worker.take() {
-                        let _ = join(handle);
-                    }
-                    return Err(UnpackError::Decompress(e.to_string()));
+                    break Err(UnpackError::Decompress(e.to_string()));
                 }
             };
             buf.truncate(n);
-            verifier.update(&buf);
+            let chunk = Arc::new(buf);
+            if hash_tx.send(chunk.clone()).is_err() {
+                break Err(UnpackError::Decompress("the hashing thread stopped".into()));
+            }
             if let Some(tx) = &data_tx {
-                if tx.send(Ok(buf)).is_err() {
-                    // The worker stopped reading. Either the tar ended, and the rest of the
-                    // stream (padding) is still hashed because the diff ID covers it, or the
-                    // worker failed, and there is no point in reading on.
+                if tx.send(Ok(chunk)).is_err() {
+                    // The writer stopped reading. Either the tar ended, and the rest of the
+                    // stream (padding) is still hashed because the diff ID covers it, or it
+                    // failed, and there is no point in reading on.
                     data_tx = None;
-                    if let Some(handle) = worker.take() {
-                        finished_early = Some(join(handle)?);
+                    match writer.take().map(join) {
+                        Some(Err(e)) => break Err(e),
+                        other => finished_early = other,
                     }
                 }
             }
-        }
+        };
         drop(data_tx);
-        let stats = match (finished_early, worker.take()) {
-            (Some(stats), _) => stats,
-            (None, Some(handle)) => join(handle)?,
+        drop(hash_tx);
+        let (digest, len) = match hasher.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let written = writer.take().map(join);
+        result?;
+        let stats = match (finished_early, written) {
+            (Some(stats), _) | (None, Some(stats)) => stats?,
             (None, None) => UnpackStats::default(),
         };
-        let (digest, len) = verifier.finish();
         Ok((
             digest,
             UnpackStats {
@@ -262,12 +273,10 @@ fn join(
     }
 }
 
-/// The writing thread's view of the decompressed stream. Emptied chunks go back to the
-/// decompressing thread for reuse, which keeps large allocations out of the hot loop.
+/// The writing thread's view of the decompressed stream.
 struct ChunkReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
-    free: mpsc::Sender<Vec<u8>>,
-    cur: Vec<u8>,
+    rx: mpsc::Receiver<io::Result<Arc<Vec<u8>>>>,
+    cur: Arc<Vec<u8>>,
     pos: usize,
 }
 
@@ -276,11 +285,8 @@ impl Read for ChunkReader {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(Ok(next)) => {
-                    let done = std::mem::replace(&mut self.cur, next);
+                    self.cur = next;
                     self.pos = 0;
-                    if done.capacity() > 0 {
-                        let _ = self.free.send(done);
-                    }
                 }
                 Ok(Err(e)) => return Err(e),
                 // The sender is gone: end of stream.
@@ -476,6 +482,8 @@ struct Applier<'a> {
     dir_index: HashMap<PathBuf, usize>,
     buf: Vec<u8>,
     entries: u64,
+    /// xattr names already warned about.
+    warned: HashSet<String>,
 }
 
 impl<'a> Applier<'a> {
@@ -488,6 +496,7 @@ impl<'a> Applier<'a> {
             dir_index: HashMap::new(),
             buf: vec![0; COPY_BUF],
             entries: 0,
+            warned: HashSet::new(),
         }
     }
 
@@ -698,23 +707,38 @@ impl<'a> Applier<'a> {
         Ok(true)
     }
 
-    fn set_xattrs(&self, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
+    fn set_xattrs(&mut self, path: &Path, meta: &Meta) -> Result<(), UnpackError> {
         for (name, value) in &meta.xattrs {
             // overlayfs interprets these (opaque, redirect, metacopy): a layer must not steer
             // the overlay through them. Our own opaque markers come from `.wh..wh..opq`.
             if name.starts_with("trusted.overlay.") {
-                tracing::warn!(path = %path.display(), xattr = %name, "ignoring overlayfs xattr carried by the layer");
+                self.warn_once(
+                    path,
+                    name,
+                    "ignoring an overlayfs xattr carried by the layer",
+                );
                 continue;
             }
             match sysfs::lsetxattr(path, name, value) {
                 Ok(()) => {}
-                Err(e) if e.is_unsupported() || e.is_permission() => {
-                    tracing::warn!(path = %path.display(), xattr = %name, error = %e, "extended attribute not kept: the file system or our privileges do not allow it");
-                }
+                Err(e) if e.is_unsupported() || e.is_permission() => self.warn_once(
+                    path,
+                    name,
+                    &format!("extended attribute not kept ({e}): the file system or our privileges do not allow it"),
+                ),
                 Err(e) => return Err(sys_err(path, e)),
             }
         }
         Ok(())
+    }
+
+    /// One warning per xattr name and layer: a layer can carry thousands of the same one.
+    fn warn_once(&mut self, path: &Path, xattr: &str, what: &str) {
+        if self.warned.insert(xattr.to_string()) {
+            tracing::warn!(path = %path.display(), xattr, "{what} (further occurrences in this layer are logged at debug level)");
+        } else {
+            tracing::debug!(path = %path.display(), xattr, "{what}");
+        }
     }
 
     fn regular<R: Read>(

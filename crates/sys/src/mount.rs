@@ -63,6 +63,11 @@ impl Mounter for LinuxMounter {
         if spec.upper.is_none() && spec.lower.len() == 1 {
             return self.bind(&spec.lower[0], target, true);
         }
+        // Before 6.5 overlayfs took fsconfig keys through the legacy shim, which accepts any
+        // key and fails only at create time; before 6.8 there is no `lowerdir+`.
+        if !kernel_at_least(6, 8) {
+            return mount_overlay_legacy(spec, target);
+        }
         match mount_overlay_fsconfig(spec, target) {
             Ok(()) => Ok(()),
             Err(NewApi::Unsupported) => mount_overlay_legacy(spec, target),
@@ -125,6 +130,31 @@ impl Mounter for LinuxMounter {
         }
         Ok(())
     }
+}
+
+/// The running kernel's (major, minor) version, from uname(2).
+pub fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: utsname is plain old data; uname fills it in.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out pointer.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    // SAFETY: the kernel NUL-terminates the release field.
+    let release = unsafe { CStr::from_ptr(uts.release.as_ptr()) };
+    parse_kernel_release(&release.to_string_lossy())
+}
+
+fn parse_kernel_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    // An unparseable release: try the new API; the EINVAL/ENOSYS fallback still applies.
+    kernel_version().is_none_or(|v| v >= (major, minor))
 }
 
 fn path_str(p: &Path) -> String {

@@ -466,3 +466,27 @@ fn two_layers_with_whiteout_and_opaque_dir_mount_as_expected() {
     assert!(s.list().unwrap().is_empty());
     assert!(s.list_active().unwrap().is_empty());
 }
+
+#[test]
+fn broken_parent_chains_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Snapshotter::open(tmp.path()).unwrap();
+    let (a, b, gone) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"gone"));
+    for (chain, parent) in [(&a, &b), (&b, &a)] {
+        fs::create_dir_all(s.fs_path(chain)).unwrap();
+        fs::write(s.snapshot_dir(chain).join("parent"), parent.to_string()).unwrap();
+    }
+    match s.lower_dirs(&a) {
+        Err(SnapshotError::Io { source, .. }) => assert_eq!(source.kind(), ErrorKind::InvalidData),
+        other => panic!("a parent cycle must be an error, got {other:?}"),
+    }
+    let c = Digest::of(b"c");
+    fs::create_dir_all(s.fs_path(&c)).unwrap();
+    fs::write(s.snapshot_dir(&c).join("parent"), gone.to_string()).unwrap();
+    match s.lower_dirs(&c) {
+        Err(SnapshotError::MissingParent { chain, parent }) => {
+            assert_eq!((chain, parent), (c, gone))
+        }
+        other => panic!("expected MissingParent, got {other:?}"),
+    }
+}

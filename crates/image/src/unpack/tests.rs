@@ -719,3 +719,21 @@ fn single_cpu_path_matches_the_pipeline() {
         Err(UnpackError::Decompress(_))
     ));
 }
+
+#[test]
+fn multi_frame_zstd_with_skippable_frame() {
+    // zstd:chunked layers are many frames plus skippable metadata frames.
+    let tmp = require_root();
+    let tar = kitchen_sink();
+    let (a, b) = tar.split_at(tar.len() / 3);
+    let mut blob = zstd::encode_all(a, 1).unwrap();
+    // A skippable frame: magic 0x184D2A50, 4-byte little-endian length, payload.
+    blob.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+    blob.extend_from_slice(&5u32.to_le_bytes());
+    blob.extend_from_slice(b"hello");
+    blob.extend(zstd::encode_all(b, 19).unwrap());
+    let t = new_target(&tmp, "t");
+    let (diff, _) = apply_layer(&blob[..], Compression::Zstd, &t, &[]).unwrap();
+    assert_eq!(diff, Digest::of(&tar));
+    check_kitchen_sink(&t);
+}

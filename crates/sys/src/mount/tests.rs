@@ -288,3 +288,12 @@ fn unmount_of_unmounted_or_missing_path_is_ok() {
     assert!(!dst.join("a").exists());
     LinuxMounter.unmount(&dst).unwrap();
 }
+
+#[test]
+fn kernel_release_parsing() {
+    assert_eq!(parse_kernel_release("6.18.44-fc-v857"), Some((6, 18)));
+    assert_eq!(parse_kernel_release("5.10.0-28-amd64"), Some((5, 10)));
+    assert_eq!(parse_kernel_release("6.8"), Some((6, 8)));
+    assert_eq!(parse_kernel_release("garbage"), None);
+    assert!(kernel_version().is_some());
+}
