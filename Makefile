@@ -43,6 +43,7 @@ test: build lint
 
 bench: build
 	scripts/bench/image-pull.sh
+	scripts/bench/unpack-vs-containerd.sh 3
 
 clean:
 	$(CARGO) clean
