@@ -7,3 +7,6 @@
 
 pub mod fs;
 pub mod mount;
+pub mod cgroup;
+pub mod ns;
+pub mod process;
