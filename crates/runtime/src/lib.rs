@@ -7,3 +7,4 @@
 
 pub mod seccomp;
 pub mod spec;
+pub mod container;

@@ -446,7 +446,9 @@ impl ContainerConfig {
             self.cwd.clone()
         });
         process.set_capabilities(Some(capabilities));
-        process.set_no_new_privileges(Some(sec.no_new_privs));
+        // Absent rather than `false` (same meaning in OCI): libcontainer 0.7 treats any present
+        // value as "set" and then loads seccomp after dropping CAP_SYS_ADMIN, which fails.
+        process.set_no_new_privileges(sec.no_new_privs.then_some(true));
         process.set_rlimits(None);
         process.set_apparmor_profile(None);
         process.set_oom_score_adj(
