@@ -222,7 +222,8 @@ pub struct ContainerConfig {
     /// Working directory; `/` when empty.
     pub cwd: PathBuf,
     pub user: UserIds,
-    /// Set only when the container has its own UTS namespace.
+    /// Applied only when the container has its own UTS namespace (a pod's pinned UTS namespace
+    /// gets its hostname when pinned, see `deckhand_sys::ns::pin_namespaces_with_hostname`).
     pub hostname: Option<String>,
     pub mounts: Vec<BindMount>,
     pub namespaces: Namespaces,
@@ -623,9 +624,10 @@ impl ContainerConfig {
         spec.set_root(Some(root));
         spec.set_process(Some(process));
         spec.set_mounts(Some(mounts));
+        // A joined UTS namespace (the pod's) already carries the sandbox's hostname.
         spec.set_hostname(match ns.uts {
-            NamespaceMode::Host => None,
-            _ => self.hostname.clone(),
+            NamespaceMode::New => self.hostname.clone(),
+            NamespaceMode::Host | NamespaceMode::Path(_) => None,
         });
         spec.set_linux(Some(linux));
         spec.set_hooks(None);

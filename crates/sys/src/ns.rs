@@ -39,6 +39,11 @@ pub enum NsError {
         #[source]
         source: io::Error,
     },
+    #[error("set hostname in the new UTS namespace: {source}")]
+    Hostname {
+        #[source]
+        source: io::Error,
+    },
     #[error("namespace pinning thread panicked")]
     ThreadPanicked,
 }
@@ -147,6 +152,24 @@ fn release_pin(path: &Path) -> Result<(), NsError> {
 /// missing). Blocks for the duration of a thread spawn plus a few syscalls; needs
 /// `CAP_SYS_ADMIN`. On failure every pin made so far is released.
 pub fn pin_namespaces(dir: &Path, kinds: &[NsKind]) -> Result<PinnedNamespaces, NsError> {
+    pin_namespaces_with_hostname(dir, kinds, None)
+}
+
+/// [`pin_namespaces`], also setting the hostname inside the new UTS namespace (a pod's
+/// hostname belongs to its sandbox: containers joining the namespace see it).
+pub fn pin_namespaces_with_hostname(
+    dir: &Path,
+    kinds: &[NsKind],
+    hostname: Option<&str>,
+) -> Result<PinnedNamespaces, NsError> {
+    if hostname.is_some() && !kinds.contains(&NsKind::Uts) {
+        return Err(NsError::Hostname {
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a hostname needs a new UTS namespace",
+            ),
+        });
+    }
     fs::create_dir_all(dir).map_err(|source| NsError::Pin {
         kind: kinds.first().copied().unwrap_or(NsKind::Net),
         path: dir.to_owned(),
@@ -154,9 +177,10 @@ pub fn pin_namespaces(dir: &Path, kinds: &[NsKind]) -> Result<PinnedNamespaces, 
     })?;
     let dir = dir.to_owned();
     let kinds = kinds.to_vec();
+    let hostname = hostname.map(str::to_owned);
     std::thread::Builder::new()
         .name("ns-pin".into())
-        .spawn(move || pin_on_this_thread(&dir, &kinds))
+        .spawn(move || pin_on_this_thread(&dir, &kinds, hostname.as_deref()))
         .map_err(|source| NsError::Pin {
             kind: NsKind::Net,
             path: PathBuf::new(),
@@ -167,7 +191,11 @@ pub fn pin_namespaces(dir: &Path, kinds: &[NsKind]) -> Result<PinnedNamespaces, 
 }
 
 /// Runs on a throwaway thread: after `unshare` this thread lives in the new namespaces.
-fn pin_on_this_thread(dir: &Path, kinds: &[NsKind]) -> Result<PinnedNamespaces, NsError> {
+fn pin_on_this_thread(
+    dir: &Path,
+    kinds: &[NsKind],
+    hostname: Option<&str>,
+) -> Result<PinnedNamespaces, NsError> {
     let flags = kinds
         .iter()
         .fold(CloneFlags::empty(), |acc, k| acc | k.clone_flag());
@@ -179,6 +207,10 @@ fn pin_on_this_thread(dir: &Path, kinds: &[NsKind]) -> Result<PinnedNamespaces, 
             .join(","),
         source,
     })?;
+    if let Some(h) = hostname {
+        // Only this thread's (new) UTS namespace is affected.
+        set_hostname(h).map_err(|source| NsError::Hostname { source })?;
+    }
     let mut pinned = PinnedNamespaces { pins: Vec::new() };
     for &kind in kinds {
         let target = dir.join(kind.proc_name());
@@ -213,6 +245,20 @@ fn pin_on_this_thread(dir: &Path, kinds: &[NsKind]) -> Result<PinnedNamespaces, 
     Ok(pinned)
 }
 
+fn set_hostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, valid for the call.
+    let rc = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The hostname of the calling thread's UTS namespace.
+pub fn hostname() -> io::Result<String> {
+    Ok(fs::read_to_string("/proc/sys/kernel/hostname")?.trim_end().to_owned())
+}
+
 /// The namespace identity (`net:[4026532...]`) of a namespace file or `/proc/<pid>/ns/<kind>`,
 /// as `readlink` shows it for proc links. For a pin file (a bind mount of an nsfs inode) this is
 /// derived from the inode number, which is what the kernel prints.
@@ -239,7 +285,23 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let before = ns_identity(Path::new("/proc/thread-self/ns/net"), NsKind::Net).unwrap();
         let before_uts = ns_identity(Path::new("/proc/thread-self/ns/uts"), NsKind::Uts).unwrap();
-        let pins = pin_namespaces(tmp.path(), &[NsKind::Net, NsKind::Ipc, NsKind::Uts]).unwrap();
+        let host_name = hostname().unwrap();
+        let pins = pin_namespaces_with_hostname(
+            tmp.path(),
+            &[NsKind::Net, NsKind::Ipc, NsKind::Uts],
+            Some("pinned-host"),
+        )
+        .unwrap();
+        assert_eq!(hostname().unwrap(), host_name, "caller's hostname changed");
+        let uts_path = pins.path(NsKind::Uts).unwrap().to_owned();
+        let seen = std::thread::spawn(move || {
+            let f = fs::File::open(&uts_path).unwrap();
+            nix::sched::setns(&f, CloneFlags::CLONE_NEWUTS).unwrap();
+            hostname().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, "pinned-host");
 
         // The caller did not move.
         assert_eq!(
@@ -281,5 +343,7 @@ mod tests {
         fs::write(&file, b"x").unwrap();
         let err = pin_namespaces(&file, &[NsKind::Net]).unwrap_err();
         assert!(matches!(err, NsError::Pin { .. }), "{err}");
+        let err = pin_namespaces_with_hostname(tmp.path(), &[NsKind::Net], Some("x")).unwrap_err();
+        assert!(matches!(err, NsError::Hostname { .. }), "{err}");
     }
 }

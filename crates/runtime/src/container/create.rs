@@ -102,6 +102,11 @@ impl Runtime {
         let state_root = self.state_root.clone();
         let helper = deckhand_sys::process::fork_child(|| {
             let mut tx = std::fs::File::from(tx);
+            // libcontainer's intermediate and init processes of a failed create would otherwise
+            // be orphaned to the runtime as zombies nobody waits for: keep them here and reap
+            // them before exiting. (On success the init outlives the helper and goes to the
+            // runtime, which waits for it.)
+            let _ = deckhand_sys::process::set_child_subreaper();
             let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
                 .with_root_path(&state_root)
                 .map(|b| {
@@ -121,6 +126,7 @@ impl Runtime {
                 }
                 Err(e) => {
                     let _ = write!(tx, "err {}", error_chain(&e));
+                    reap_children_for(std::time::Duration::from_secs(2));
                     1
                 }
             }
@@ -183,6 +189,19 @@ impl Runtime {
         let _ = std::fs::remove_dir_all(self.container_state_dir(id));
         let _ = std::fs::remove_dir_all(self.bundle_dir(id));
         let _ = std::fs::remove_file(self.status_path(id));
+    }
+}
+
+/// Reap every child of the calling process until none is left or `limit` has passed.
+fn reap_children_for(limit: std::time::Duration) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Ok(_) => {}
+            Err(_) => return, // ECHILD: nothing left
+        }
     }
 }
 
