@@ -4,15 +4,16 @@
 //! bundle.
 //!
 //! ```text
-//! oci-start spec --rootfs DIR --id ID --cgroup-parent P [-- CMD...]   # config.json to stdout
-//! oci-start run  --rootfs DIR --data DIR --cgroup-parent P [-n N] [-- CMD...]
+//! oci-start spec --rootfs DIR --id ID --cgroup-parent P [--seccomp unconfined] [-- CMD...]
+//! oci-start run  --rootfs DIR --data DIR --cgroup-parent P [--seccomp unconfined] [-n N] [-- CMD...]
 //! ```
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use deckhand_runtime::container::{Runtime, RuntimeConfig, Stdio};
-use deckhand_runtime::spec::{ContainerConfig, HostFacts};
+use deckhand_runtime::seccomp::SeccompProfile;
+use deckhand_runtime::spec::{ContainerConfig, HostFacts, Security};
 
 struct Args {
     mode: String,
@@ -22,6 +23,7 @@ struct Args {
     cgroup_parent: String,
     n: u32,
     cmd: Vec<String>,
+    unconfined: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -35,6 +37,7 @@ fn parse() -> Result<Args, String> {
         cgroup_parent: "deckhand-bench".into(),
         n: 1,
         cmd: vec!["/bin/true".into()],
+        unconfined: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().ok_or(format!("{flag} needs a value"));
@@ -43,6 +46,7 @@ fn parse() -> Result<Args, String> {
             "--data" => a.data = PathBuf::from(val()?),
             "--id" => a.id = val()?,
             "--cgroup-parent" => a.cgroup_parent = val()?,
+            "--seccomp" => a.unconfined = val()? == "unconfined",
             "-n" => a.n = val()?.parse().map_err(|e| format!("-n: {e}"))?,
             "--" => {
                 a.cmd = it.by_ref().collect();
@@ -63,6 +67,14 @@ fn config(a: &Args) -> ContainerConfig {
         rootfs: a.rootfs.clone(),
         args: a.cmd.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
+        security: Security {
+            seccomp: if a.unconfined {
+                SeccompProfile::Unconfined
+            } else {
+                SeccompProfile::RuntimeDefault
+            },
+            ..Default::default()
+        },
         ..Default::default()
     }
 }

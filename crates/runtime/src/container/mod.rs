@@ -249,7 +249,7 @@ mod tests {
 
     #[test]
     fn error_chain_includes_sources() {
-        let inner = std::io::Error::new(std::io::ErrorKind::Other, "disk on fire");
+        let inner = std::io::Error::other("disk on fire");
         let outer = ContainerError::Io {
             id: "c".into(),
             op: "write",
