@@ -7,7 +7,8 @@ use common::Fixture;
 use deckhand_runtime::container::{ContainerError, ContainerStatus, Stdio};
 use deckhand_runtime::seccomp::SeccompProfile;
 use deckhand_runtime::spec::{
-    clamp_oom_score_adj, resolve_user, NamespaceMode, Namespaces, Resources, CAPABILITY_NAMES,
+    clamp_oom_score_adj, resolve_user, BindMount, NamespaceMode, Namespaces, Propagation, Resources,
+    CAPABILITY_NAMES,
     DEFAULT_CAPABILITIES,
 };
 use deckhand_sys::ns::{ns_identity, NsKind};
@@ -318,4 +319,60 @@ fn failed_create_leaves_nothing_behind() {
         Err(ContainerError::AlreadyExists { .. })
     ));
     f.rt.delete(&id, true).unwrap();
+}
+
+#[test]
+fn state_shows_stopped_before_wait_then_records_exit() {
+    let f = Fixture::new();
+    let id = f.id();
+    f.rt.create(&id, &f.config(&["/bin/sh", "-c", "exit 7"]), Stdio::default())
+        .unwrap();
+    f.rt.start(&id).unwrap();
+    // The init exits on its own; until it is waited for, state reports it stopped, no exit.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = f.rt.state(&id).unwrap();
+        if s.status == ContainerStatus::Stopped {
+            assert!(s.exit.is_none());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "container never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(f.rt.wait(&id).unwrap().exit_code, 7);
+    assert_eq!(f.rt.state(&id).unwrap().exit.unwrap().exit_code, 7);
+    f.rt.delete(&id, false).unwrap();
+}
+
+#[test]
+fn privileged_container_gets_the_runtimes_capabilities() {
+    let f = Fixture::new();
+    let mut config = f.config(&["/bin/grep", "^CapEff", "/proc/self/status"]);
+    config.security.privileged = true;
+    let (exit, out, err) = f.run(&config);
+    assert_eq!(exit.exit_code, 0, "{err}");
+    let eff = deckhand_sys::process::parse_cap_line(&out, "CapEff:").unwrap();
+    assert_eq!(eff, f.rt.host().effective_caps, "{out}");
+}
+
+#[test]
+fn read_only_bind_mount_is_visible_and_not_writable() {
+    let f = Fixture::new();
+    let src = f.tmp.path().join("config");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("app.conf"), "level=debug\n").unwrap();
+    let mut config = f.config(&[
+        "/bin/sh",
+        "-c",
+        "cat /etc/app/app.conf; touch /etc/app/new; echo rc=$?",
+    ]);
+    config.mounts = vec![BindMount {
+        source: src.clone(),
+        destination: "/etc/app".into(),
+        read_only: true,
+        propagation: Propagation::Private,
+    }];
+    let (_, out, err) = f.run(&config);
+    assert_eq!(out, "level=debug\nrc=1\n", "{err}");
+    assert!(!src.join("new").exists());
 }
