@@ -90,7 +90,8 @@ fn run_once(
         phases[i] += t.elapsed();
         t = Instant::now();
     };
-    rt.create(id, cfg, Stdio::default()).map_err(|e| e.to_string())?;
+    rt.create(id, cfg, Stdio::default())
+        .map_err(|e| e.to_string())?;
     lap(0, phases);
     let started = rt.start(id).map_err(|e| e.to_string());
     lap(1, phases);

@@ -5,6 +5,6 @@
 //! spec, [`seccomp`] holds the RuntimeDefault profile, and [`container`] runs containers with
 //! libcontainer under a subreaper parent that records their exit.
 
+pub mod container;
 pub mod seccomp;
 pub mod spec;
-pub mod container;

@@ -289,7 +289,8 @@ impl HostFacts {
 /// `restrict_oom_score_adj`. Never fails the container.
 pub fn clamp_oom_score_adj(requested: i32, host: &HostFacts) -> i32 {
     let requested = requested.clamp(-1000, 1000);
-    if requested < host.oom_score_adj && !host.has_cap(deckhand_sys::process::CAP_SYS_RESOURCE as usize)
+    if requested < host.oom_score_adj
+        && !host.has_cap(deckhand_sys::process::CAP_SYS_RESOURCE as usize)
     {
         tracing::warn!(
             requested,
@@ -452,10 +453,7 @@ impl ContainerConfig {
         process.set_no_new_privileges(sec.no_new_privs.then_some(true));
         process.set_rlimits(None);
         process.set_apparmor_profile(None);
-        process.set_oom_score_adj(
-            self.oom_score_adj
-                .map(|adj| clamp_oom_score_adj(adj, host)),
-        );
+        process.set_oom_score_adj(self.oom_score_adj.map(|adj| clamp_oom_score_adj(adj, host)));
 
         // Mounts: the standard set, user binds overriding a standard mount at the same path.
         let shm_size = format!("size={}k", self.shm_size.unwrap_or(DEFAULT_SHM_SIZE) / 1024);
@@ -472,7 +470,14 @@ impl ContainerConfig {
                 "/dev/pts",
                 "devpts",
                 "devpts",
-                &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+                &[
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620",
+                    "gid=5",
+                ],
             ),
             mount(
                 "/dev/shm",
@@ -480,8 +485,18 @@ impl ContainerConfig {
                 "shm",
                 &["nosuid", "noexec", "nodev", "mode=1777", &shm_size],
             ),
-            mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
-            mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", sys_opt]),
+            mount(
+                "/dev/mqueue",
+                "mqueue",
+                "mqueue",
+                &["nosuid", "noexec", "nodev"],
+            ),
+            mount(
+                "/sys",
+                "sysfs",
+                "sysfs",
+                &["nosuid", "noexec", "nodev", sys_opt],
+            ),
             mount(
                 "/sys/fs/cgroup",
                 "cgroup",
@@ -578,7 +593,9 @@ impl ContainerConfig {
         } else {
             match &sec.seccomp {
                 SeccompProfile::Unconfined => None,
-                SeccompProfile::RuntimeDefault => Some(seccomp::runtime_default(&caps, host.kernel)),
+                SeccompProfile::RuntimeDefault => {
+                    Some(seccomp::runtime_default(&caps, host.kernel))
+                }
                 SeccompProfile::Localhost(p) => Some(seccomp::load_localhost(p)?),
             }
         };
@@ -587,11 +604,14 @@ impl ContainerConfig {
             (vec![], vec![])
         } else {
             (
-                sec.masked_paths
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()),
+                sec.masked_paths.clone().unwrap_or_else(|| {
+                    DEFAULT_MASKED_PATHS.iter().map(|s| s.to_string()).collect()
+                }),
                 sec.readonly_paths.clone().unwrap_or_else(|| {
-                    DEFAULT_READONLY_PATHS.iter().map(|s| s.to_string()).collect()
+                    DEFAULT_READONLY_PATHS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
                 }),
             )
         };
@@ -653,9 +673,9 @@ pub fn resolve_user(rootfs: &Path, user: &str, extra_gids: &[u32]) -> Result<Use
     let groups = read_db(&rootfs.join("etc/group"))?;
 
     // passwd: name:x:uid:gid:gecos:home:shell
-    let entry = passwd.iter().find(|f| {
-        f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u))
-    });
+    let entry = passwd
+        .iter()
+        .find(|f| f.len() >= 4 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
     let (name, uid, mut gid) = match (entry, u.parse::<u32>()) {
         (Some(f), _) => {
             let uid = f[2].parse().map_err(|_| SpecError::User {

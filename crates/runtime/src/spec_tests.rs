@@ -31,7 +31,13 @@ fn caps_of(spec: &Spec) -> BTreeSet<String> {
         .as_ref()
         .unwrap()
         .iter()
-        .map(|c| serde_json::to_value(c).unwrap().as_str().unwrap().to_owned())
+        .map(|c| {
+            serde_json::to_value(c)
+                .unwrap()
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect()
 }
 
@@ -117,7 +123,13 @@ fn default_spec_has_standard_mounts_namespaces_and_cgroup_path() {
         .unwrap()
         .contains(&"/proc/sys".to_string()));
     // Device cgroup: deny all; libcontainer adds the standard allowlist.
-    let dev = &linux.resources().as_ref().unwrap().devices().as_ref().unwrap()[0];
+    let dev = &linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .as_ref()
+        .unwrap()[0];
     assert!(!dev.allow());
     let p = spec.process().as_ref().unwrap();
     assert!(p.env().as_ref().unwrap()[0].starts_with("PATH="));
@@ -139,7 +151,13 @@ fn default_capabilities_are_the_upstream_fourteen() {
     let expected: BTreeSet<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
     assert_eq!(caps, expected);
     assert_eq!(caps.len(), 14);
-    let c = spec.process().as_ref().unwrap().capabilities().clone().unwrap();
+    let c = spec
+        .process()
+        .as_ref()
+        .unwrap()
+        .capabilities()
+        .clone()
+        .unwrap();
     assert!(c.inheritable().as_ref().unwrap().is_empty());
     assert_eq!(c.bounding(), c.effective());
 }
@@ -186,7 +204,13 @@ fn capabilities_the_runtime_lacks_are_never_granted() {
     assert!(linux.seccomp().is_none());
     assert!(linux.masked_paths().as_ref().unwrap().is_empty());
     assert!(linux.readonly_paths().as_ref().unwrap().is_empty());
-    let dev = &linux.resources().as_ref().unwrap().devices().as_ref().unwrap()[0];
+    let dev = &linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .as_ref()
+        .unwrap()[0];
     assert!(dev.allow());
 }
 
@@ -200,7 +224,11 @@ fn oom_score_adj_is_clamped_without_cap_sys_resource() {
     let mut h = host();
     h.oom_score_adj = 100;
     assert_eq!(clamp_oom_score_adj(-5, &h), 100);
-    assert_eq!(clamp_oom_score_adj(500, &h), 500, "raising is always allowed");
+    assert_eq!(
+        clamp_oom_score_adj(500, &h),
+        500,
+        "raising is always allowed"
+    );
     h.effective_caps |= 1 << 24;
     assert_eq!(clamp_oom_score_adj(-998, &h), -998, "with CAP_SYS_RESOURCE");
     assert_eq!(clamp_oom_score_adj(-5000, &h), -1000);
@@ -308,7 +336,11 @@ fn bind_mounts_override_defaults_and_set_propagation() {
     let opts = data.options().clone().unwrap();
     assert!(opts.contains(&"ro".into()) && opts.contains(&"rslave".into()));
     assert_eq!(
-        spec.linux().as_ref().unwrap().rootfs_propagation().as_deref(),
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .rootfs_propagation()
+            .as_deref(),
         Some("rslave")
     );
 
@@ -332,7 +364,13 @@ fn seccomp_profile_selection() {
     c.security.seccomp = SeccompProfile::Localhost(p);
     let spec = c.to_oci_spec("c1", &host()).unwrap();
     assert_eq!(
-        spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap().default_action(),
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .seccomp()
+            .as_ref()
+            .unwrap()
+            .default_action(),
         LinuxSeccompAction::ScmpActLog
     );
     c.security.seccomp = SeccompProfile::Localhost(t.path().join("missing.json"));
@@ -361,10 +399,16 @@ fn sysctls_user_and_invalid_requests() {
     assert_eq!(u.additional_gids().as_deref(), Some(&[5u32][..]));
 
     c.args.clear();
-    assert!(matches!(c.to_oci_spec("c1", &host()), Err(SpecError::Invalid(_))));
+    assert!(matches!(
+        c.to_oci_spec("c1", &host()),
+        Err(SpecError::Invalid(_))
+    ));
     let mut c = config();
     c.rootfs = "relative/rootfs".into();
-    assert!(matches!(c.to_oci_spec("c1", &host()), Err(SpecError::Invalid(_))));
+    assert!(matches!(
+        c.to_oci_spec("c1", &host()),
+        Err(SpecError::Invalid(_))
+    ));
 }
 
 fn rootfs_with_users() -> tempfile::TempDir {

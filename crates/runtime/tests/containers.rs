@@ -7,9 +7,8 @@ use common::Fixture;
 use deckhand_runtime::container::{ContainerError, ContainerStatus, Stdio};
 use deckhand_runtime::seccomp::SeccompProfile;
 use deckhand_runtime::spec::{
-    clamp_oom_score_adj, resolve_user, BindMount, NamespaceMode, Namespaces, Propagation, Resources,
-    CAPABILITY_NAMES,
-    DEFAULT_CAPABILITIES,
+    clamp_oom_score_adj, resolve_user, BindMount, NamespaceMode, Namespaces, Propagation,
+    Resources, CAPABILITY_NAMES, DEFAULT_CAPABILITIES,
 };
 use deckhand_sys::ns::{ns_identity, NsKind};
 use nix::sys::signal::Signal;
@@ -29,9 +28,12 @@ fn exit_code_is_recorded_with_timestamps() {
     let f = Fixture::new();
     let id = f.id();
     let before = chrono::Utc::now();
-    let created = f
-        .rt
-        .create(&id, &f.config(&["/bin/sh", "-c", "exit 3"]), Stdio::default())
+    let created =
+        f.rt.create(
+            &id,
+            &f.config(&["/bin/sh", "-c", "exit 3"]),
+            Stdio::default(),
+        )
         .unwrap();
     assert_eq!(created.status, ContainerStatus::Created);
     assert!(created.pid > 0);
@@ -111,7 +113,10 @@ fn process_runs_in_its_cgroup_with_limits() {
             "67108864"
         );
         assert_eq!(cg.read("cpu", &path, "cpu.cfs_quota_us").unwrap(), "50000");
-        assert_eq!(cg.read("cpu", &path, "cpu.cfs_period_us").unwrap(), "100000");
+        assert_eq!(
+            cg.read("cpu", &path, "cpu.cfs_period_us").unwrap(),
+            "100000"
+        );
         assert_eq!(cg.read("cpu", &path, "cpu.shares").unwrap(), "512");
         assert_eq!(cg.read("pids", &path, "pids.max").unwrap(), "42");
     }
@@ -131,13 +136,20 @@ fn allocation_over_the_memory_limit_is_oom_killed() {
     ]);
     config.resources.memory_limit = Some(16 << 20);
     let (exit, out, err) = f.run(&config);
-    assert!(exit.oom_killed, "not OOM-killed: {exit:?} out={out} err={err}");
+    assert!(
+        exit.oom_killed,
+        "not OOM-killed: {exit:?} out={out} err={err}"
+    );
     assert_eq!(exit.reason, "OOMKilled");
     // dd was the victim; the shell reports its death by SIGKILL.
     assert_eq!(exit.exit_code, 137, "{exit:?} {err}");
 
     // The same container under the limit is not reported as OOM-killed.
-    let mut config = f.config(&["/bin/sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=4"]);
+    let mut config = f.config(&[
+        "/bin/sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=4",
+    ]);
     config.resources.memory_limit = Some(16 << 20);
     let (exit, _, err) = f.run(&config);
     assert_eq!((exit.exit_code, exit.oom_killed), (0, false), "{err}");
@@ -154,7 +166,10 @@ fn runtime_default_seccomp_blocks_unshare_and_unconfined_allows_it() {
     ]));
     assert_eq!(exit.exit_code, 0, "{err}");
     assert!(out.starts_with("forked\n"), "{out} {err}");
-    assert!(out.contains("rc=1") || !out.contains("rc=0"), "unshare must fail: {out} {err}");
+    assert!(
+        out.contains("rc=1") || !out.contains("rc=0"),
+        "unshare must fail: {out} {err}"
+    );
     assert!(err.contains("Operation not permitted"), "{err}");
 
     let mut config = f.config(&["/bin/sh", "-c", "unshare -U /bin/true; echo rc=$?"]);
@@ -207,7 +222,11 @@ fn dropped_capability_is_really_gone() {
     assert_eq!(eff & cap_mask(&["CAP_NET_RAW"]), 0);
 
     // And the operation it guards fails: chown needs CAP_CHOWN.
-    let mut config = f.config(&["/bin/sh", "-c", "touch /tmp/f && chown 1000 /tmp/f; echo rc=$?"]);
+    let mut config = f.config(&[
+        "/bin/sh",
+        "-c",
+        "touch /tmp/f && chown 1000 /tmp/f; echo rc=$?",
+    ]);
     config.security.cap_drop = vec!["CHOWN".into()];
     let (_, out, _) = f.run(&config);
     assert_eq!(out, "rc=1\n");
@@ -271,7 +290,11 @@ fn read_only_rootfs_refuses_writes() {
 #[test]
 fn runs_as_a_user_resolved_from_the_image() {
     let f = Fixture::new();
-    let mut config = f.config(&["/bin/sh", "-c", "id -u; id -g; id -G; touch /root/x; echo rc=$?"]);
+    let mut config = f.config(&[
+        "/bin/sh",
+        "-c",
+        "id -u; id -g; id -G; touch /root/x; echo rc=$?",
+    ]);
     config.user = resolve_user(&f.rootfs, "app", &[]).unwrap();
     let (exit, out, err) = f.run(&config);
     assert_eq!(exit.exit_code, 0, "{err}");
@@ -325,8 +348,12 @@ fn failed_create_leaves_nothing_behind() {
 fn state_shows_stopped_before_wait_then_records_exit() {
     let f = Fixture::new();
     let id = f.id();
-    f.rt.create(&id, &f.config(&["/bin/sh", "-c", "exit 7"]), Stdio::default())
-        .unwrap();
+    f.rt.create(
+        &id,
+        &f.config(&["/bin/sh", "-c", "exit 7"]),
+        Stdio::default(),
+    )
+    .unwrap();
     f.rt.start(&id).unwrap();
     // The init exits on its own; until it is waited for, state reports it stopped, no exit.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -336,7 +363,10 @@ fn state_shows_stopped_before_wait_then_records_exit() {
             assert!(s.exit.is_none());
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "container never stopped");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container never stopped"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(f.rt.wait(&id).unwrap().exit_code, 7);

@@ -91,8 +91,7 @@ fn find_v1_hierarchy(root: &Path, controller: &str) -> Option<PathBuf> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.split(',').any(|c| c == controller) && entry.path().join("cgroup.procs").exists()
-        {
+        if name.split(',').any(|c| c == controller) && entry.path().join("cgroup.procs").exists() {
             return Some(entry.path());
         }
     }
@@ -185,8 +184,7 @@ impl Cgroups {
         if let Ok(entries) = fs::read_dir(&self.root) {
             for e in entries.flatten() {
                 let p = e.path();
-                if p.join("cgroup.procs").exists() && !e.file_type().is_ok_and(|t| t.is_symlink())
-                {
+                if p.join("cgroup.procs").exists() && !e.file_type().is_ok_and(|t| t.is_symlink()) {
                     out.push(p);
                 }
             }

@@ -256,7 +256,9 @@ fn set_hostname(name: &str) -> io::Result<()> {
 
 /// The hostname of the calling thread's UTS namespace.
 pub fn hostname() -> io::Result<String> {
-    Ok(fs::read_to_string("/proc/sys/kernel/hostname")?.trim_end().to_owned())
+    Ok(fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim_end()
+        .to_owned())
 }
 
 /// The namespace identity (`net:[4026532...]`) of a namespace file or `/proc/<pid>/ns/<kind>`,

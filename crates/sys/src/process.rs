@@ -161,7 +161,10 @@ pub fn oom_score_adj(path: &Path) -> Result<i32, ProcessError> {
     })?;
     text.trim().parse().map_err(|_| ProcessError::Proc {
         path: path.display().to_string(),
-        source: io::Error::new(io::ErrorKind::InvalidData, format!("not a number: {text:?}")),
+        source: io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not a number: {text:?}"),
+        ),
     })
 }
 

@@ -85,20 +85,23 @@ impl Runtime {
                 .write(true)
                 .open("/dev/null")
                 .map(OwnedFd::from)
-                .map_err(io_err(id, "open /dev/null", std::path::Path::new("/dev/null")))
+                .map_err(io_err(
+                    id,
+                    "open /dev/null",
+                    std::path::Path::new("/dev/null"),
+                ))
         };
         let stdin = stdio.stdin.map_or_else(devnull, Ok)?;
         let stdout = stdio.stdout.map_or_else(devnull, Ok)?;
         let stderr = stdio.stderr.map_or_else(devnull, Ok)?;
 
-        let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
-            ContainerError::Io {
+        let (rx, tx) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
                 id: id.into(),
                 op: "pipe",
                 path: Default::default(),
                 source: e.into(),
-            }
-        })?;
+            })?;
         let state_root = self.state_root.clone();
         let helper = deckhand_sys::process::fork_child(|| {
             let mut tx = std::fs::File::from(tx);
@@ -139,12 +142,11 @@ impl Runtime {
         // init inherited the pipe's write end until it execs, so EOF cannot mark the end of the
         // reply: wait for the helper first (its reply, far below the pipe buffer size, is then
         // complete) and read without blocking.
-        let helper_exit = deckhand_sys::process::wait_exit(helper).map_err(|source| {
-            ContainerError::Process {
+        let helper_exit =
+            deckhand_sys::process::wait_exit(helper).map_err(|source| ContainerError::Process {
                 id: id.into(),
                 source,
-            }
-        })?;
+            })?;
         let mut reply = String::new();
         nix::fcntl::fcntl(
             std::os::fd::AsRawFd::as_raw_fd(&rx),
@@ -155,16 +157,25 @@ impl Runtime {
         match rx.read_to_string(&mut reply) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(io_err(id, "read create result", std::path::Path::new("pipe"))(e)),
+            Err(e) => {
+                return Err(io_err(
+                    id,
+                    "read create result",
+                    std::path::Path::new("pipe"),
+                )(e))
+            }
         }
         match reply.split_once(' ') {
-            Some(("ok", pid)) => pid.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                ContainerError::Runtime {
-                    id: id.into(),
-                    op: "create",
-                    message: format!("helper reported no init pid ({reply:?})"),
-                }
-            }),
+            Some(("ok", pid)) => {
+                pid.parse::<i32>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| ContainerError::Runtime {
+                        id: id.into(),
+                        op: "create",
+                        message: format!("helper reported no init pid ({reply:?})"),
+                    })
+            }
             Some(("err", message)) => Err(ContainerError::Runtime {
                 id: id.into(),
                 op: "create",
@@ -266,7 +277,15 @@ mod tests {
         };
         let mut spec = config.to_oci_spec("c", &host).unwrap();
         let clone_arg = |spec: &Spec| {
-            spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap().syscalls().as_ref().unwrap()
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .seccomp()
+                .as_ref()
+                .unwrap()
+                .syscalls()
+                .as_ref()
+                .unwrap()
                 .iter()
                 .find(|s| s.names() == &["clone".to_string()])
                 .unwrap()
@@ -279,7 +298,10 @@ mod tests {
         libcontainer_compat(&mut spec);
         let after = clone_arg(&spec);
         assert_eq!(after.value(), 0);
-        assert_eq!(after.value_two(), Some(crate::seccomp::CLONE_NAMESPACE_FLAGS));
+        assert_eq!(
+            after.value_two(),
+            Some(crate::seccomp::CLONE_NAMESPACE_FLAGS)
+        );
         assert_eq!(after.index(), 0);
     }
 }

@@ -222,7 +222,11 @@ fn validate_id(id: &str) -> Result<(), ContainerError> {
     }
 }
 
-fn io_err(id: &str, op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError {
+fn io_err(
+    id: &str,
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> ContainerError {
     let id = id.to_owned();
     let path = path.to_owned();
     move |source| ContainerError::Io {

@@ -118,7 +118,10 @@ mod tests {
     fn exit_records_follow_cri_reasons() {
         let now = Utc::now();
         let r = ExitRecord::new(Exit::Code(0), false, now);
-        assert_eq!((r.exit_code, r.reason.as_str(), r.signal), (0, "Completed", None));
+        assert_eq!(
+            (r.exit_code, r.reason.as_str(), r.signal),
+            (0, "Completed", None)
+        );
         let r = ExitRecord::new(Exit::Code(3), false, now);
         assert_eq!((r.exit_code, r.reason.as_str()), (3, "Error"));
         let r = ExitRecord::new(Exit::Signal(9), true, now);

@@ -16,12 +16,13 @@ impl Runtime {
         if let Some(exit) = &state.exit {
             return Ok(exit.clone());
         }
-        let exit = deckhand_sys::process::wait_exit(Pid::from_raw(state.pid)).map_err(
-            |source| ContainerError::Process {
-                id: id.into(),
-                source,
-            },
-        )?;
+        let exit =
+            deckhand_sys::process::wait_exit(Pid::from_raw(state.pid)).map_err(|source| {
+                ContainerError::Process {
+                    id: id.into(),
+                    source,
+                }
+            })?;
         let finished_at = Utc::now();
         let oom_killed = match self.cgroups.oom_kill_count(&state.cgroup_path) {
             Ok(n) => n > 0,
@@ -34,7 +35,9 @@ impl Runtime {
         state.status = ContainerStatus::Stopped;
         state.exit = Some(record.clone());
         let path = self.status_path(id);
-        state.save(&path).map_err(io_err(id, "write status", &path))?;
+        state
+            .save(&path)
+            .map_err(io_err(id, "write status", &path))?;
         Ok(record)
     }
 }

@@ -22,7 +22,9 @@ pub fn require_root() {
 /// root and `app` (1000:1000, also in group `extra` 2000).
 pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     let root = dir.join("rootfs");
-    for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/app"] {
+    for d in [
+        "bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/app",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))
