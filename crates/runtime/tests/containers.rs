@@ -28,8 +28,8 @@ fn exit_code_is_recorded_with_timestamps() {
     let f = Fixture::new();
     let id = f.id();
     let before = chrono::Utc::now();
-    let created =
-        f.rt.create(
+    let created = f
+        .create(
             &id,
             &f.config(&["/bin/sh", "-c", "exit 3"]),
             Stdio::default(),
@@ -61,7 +61,7 @@ fn exit_code_is_recorded_with_timestamps() {
 fn sigkill_is_recorded_as_a_signal() {
     let f = Fixture::new();
     let id = f.id();
-    f.rt.create(&id, &f.config(&["/bin/sleep", "100"]), Stdio::default())
+    f.create(&id, &f.config(&["/bin/sleep", "100"]), Stdio::default())
         .unwrap();
     f.rt.start(&id).unwrap();
     assert_eq!(f.rt.state(&id).unwrap().status, ContainerStatus::Running);
@@ -95,7 +95,7 @@ fn process_runs_in_its_cgroup_with_limits() {
         pids_limit: Some(42),
         ..Default::default()
     };
-    let state = f.rt.create(&id, &config, Stdio::default()).unwrap();
+    let state = f.create(&id, &config, Stdio::default()).unwrap();
     f.rt.start(&id).unwrap();
     let cg = f.rt.cgroups();
     let path = format!("/{}/{id}", f.cgroup_parent);
@@ -235,14 +235,16 @@ fn dropped_capability_is_really_gone() {
 #[test]
 fn joins_a_pinned_network_namespace() {
     let f = Fixture::new();
-    let pins = PinGuard(
+    let pins = PinGuard({
+        // Spawns a thread: keep forks out meanwhile (see common::FORK_GUARD).
+        let _g = common::no_fork();
         deckhand_sys::ns::pin_namespaces_with_hostname(
             &f.tmp.path().join("ns"),
             &[NsKind::Net, NsKind::Ipc, NsKind::Uts],
             Some("pod-a"),
         )
-        .unwrap(),
-    );
+        .unwrap()
+    });
     let mut config = f.config(&[
         "/bin/sh",
         "-c",
@@ -321,7 +323,7 @@ fn failed_create_leaves_nothing_behind() {
     let id = f.id();
     let mut config = f.config(&["/bin/true"]);
     config.namespaces.net = NamespaceMode::Path(f.tmp.path().join("no-such-netns"));
-    let err = f.rt.create(&id, &config, Stdio::default()).unwrap_err();
+    let err = f.create(&id, &config, Stdio::default()).unwrap_err();
     assert!(matches!(err, ContainerError::Runtime { .. }), "{err}");
     assert!(matches!(
         f.rt.state(&id),
@@ -335,10 +337,10 @@ fn failed_create_leaves_nothing_behind() {
     let path = format!("/{}/{id}", f.cgroup_parent);
     assert!(!f.rt.cgroups().dir("memory", &path).unwrap().exists());
     // Same id can be used again.
-    f.rt.create(&id, &f.config(&["/bin/true"]), Stdio::default())
+    f.create(&id, &f.config(&["/bin/true"]), Stdio::default())
         .unwrap();
     assert!(matches!(
-        f.rt.create(&id, &f.config(&["/bin/true"]), Stdio::default()),
+        f.create(&id, &f.config(&["/bin/true"]), Stdio::default()),
         Err(ContainerError::AlreadyExists { .. })
     ));
     f.rt.delete(&id, true).unwrap();
@@ -348,7 +350,7 @@ fn failed_create_leaves_nothing_behind() {
 fn state_shows_stopped_before_wait_then_records_exit() {
     let f = Fixture::new();
     let id = f.id();
-    f.rt.create(
+    f.create(
         &id,
         &f.config(&["/bin/sh", "-c", "exit 7"]),
         Stdio::default(),

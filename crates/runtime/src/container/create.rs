@@ -16,6 +16,13 @@ impl Runtime {
     /// Create container `id` from `config`: its init process exists, in its namespaces and
     /// cgroup, and waits for [`Runtime::start`]. On return the init is a child of this process.
     /// On failure nothing is left behind (bundle, libcontainer state, cgroup, status).
+    ///
+    /// This forks the calling process, and libcontainer's init keeps running in that copy until
+    /// it execs. No other thread of the caller may hold a lock at that moment that the init
+    /// later takes. Rust's environment lock is one: `Command::spawn`, `env::var` and
+    /// `tempfile` take it, and the init deadlocks when it sets the container's environment.
+    /// The shim calls this from a single thread. Multi-threaded callers must keep such work
+    /// out of the way while `create` runs (see the test fixture's `FORK_GUARD`).
     pub fn create(
         &self,
         id: &str,

@@ -7,9 +7,27 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use deckhand_runtime::container::{ExitRecord, Runtime, RuntimeConfig, Stdio};
+use deckhand_runtime::container::{
+    ContainerError, ContainerState, ExitRecord, Runtime, RuntimeConfig, Stdio,
+};
 use deckhand_runtime::spec::ContainerConfig;
+
+/// `Runtime::create` forks this multi-threaded test process. A lock another thread holds at
+/// that moment (Rust's environment lock, taken by `Command::spawn`, `tempdir` or the first
+/// `thread::spawn`) stays locked forever in the child, and libcontainer's init then deadlocks
+/// when it sets the container's environment. Tests take this lock shared around code that may
+/// touch such locks, and exclusively around every create.
+static FORK_GUARD: RwLock<()> = RwLock::new(());
+
+pub fn no_fork() -> RwLockReadGuard<'static, ()> {
+    FORK_GUARD.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn forking() -> RwLockWriteGuard<'static, ()> {
+    FORK_GUARD.write().unwrap_or_else(|e| e.into_inner())
+}
 
 pub fn require_root() {
     assert!(
@@ -76,6 +94,7 @@ pub struct Fixture {
 impl Fixture {
     pub fn new() -> Self {
         require_root();
+        let _g = no_fork();
         let tmp = tempfile::tempdir().unwrap();
         let rootfs = busybox_rootfs(tmp.path());
         let rt = Runtime::new(RuntimeConfig::new(tmp.path().join("data"))).unwrap();
@@ -100,22 +119,36 @@ impl Fixture {
         unique("c")
     }
 
+    /// `Runtime::create`, serialised against code that may hold locks (see [`FORK_GUARD`]).
+    pub fn create(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+        stdio: Stdio,
+    ) -> Result<ContainerState, ContainerError> {
+        let _g = forking();
+        self.rt.create(id, config, stdio)
+    }
+
     /// Run to completion; returns the exit and what the container wrote to stdout and stderr.
     pub fn run(&self, config: &ContainerConfig) -> (ExitRecord, String, String) {
         let (out_r, out_w) = pipe();
         let (err_r, err_w) = pipe();
-        let exit = self
-            .rt
-            .run_to_completion(
-                &self.id(),
-                config,
-                Stdio {
-                    stdin: None,
-                    stdout: Some(out_w),
-                    stderr: Some(err_w),
-                },
-            )
-            .unwrap();
+        let id = self.id();
+        self.create(
+            &id,
+            config,
+            Stdio {
+                stdin: None,
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+        )
+        .unwrap();
+        let exit = self.rt.start(&id).and_then(|()| self.rt.wait(&id));
+        let deleted = self.rt.delete(&id, true);
+        let exit = exit.unwrap();
+        deleted.unwrap();
         (exit, read_all(out_r), read_all(err_r))
     }
 }
