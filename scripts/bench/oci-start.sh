@@ -5,9 +5,12 @@
 # generated config.json. Needs root, runc, hyperfine, /bin/busybox.
 #
 #   scripts/bench/oci-start.sh            # hyperfine, 50 runs each (RUNS=N to change)
+#   SECCOMP=unconfined scripts/bench/oci-start.sh   # both without a seccomp filter
 set -eu
 
 RUNS=${RUNS:-50}
+SECCOMP_FLAG=
+[ "${SECCOMP:-}" = unconfined ] && SECCOMP_FLAG="--seccomp unconfined"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 [ "$(id -u)" = 0 ] || { echo "oci-start.sh: run as root" >&2; exit 1; }
@@ -34,14 +37,14 @@ B=$WORK/bundle
 mkdir -p "$B/rootfs/bin" "$B/rootfs/proc" "$B/rootfs/sys" "$B/rootfs/dev" "$B/rootfs/etc"
 cp /bin/busybox "$B/rootfs/bin/busybox"
 for a in sh true; do ln -s busybox "$B/rootfs/bin/$a"; done
-"$BIN" spec --rootfs "$B/rootfs" --id bench --cgroup-parent "$CG" -- /bin/true > "$B/config.json"
+"$BIN" spec --rootfs "$B/rootfs" --id bench --cgroup-parent "$CG" $SECCOMP_FLAG -- /bin/true > "$B/config.json"
 
 # sanity: both succeed once
-"$BIN" run --rootfs "$B/rootfs" --data "$WORK/deckhand" --cgroup-parent "$CG"
+"$BIN" run --rootfs "$B/rootfs" --data "$WORK/deckhand" --cgroup-parent "$CG" $SECCOMP_FLAG
 runc --root "$WORK/runc-state" run --bundle "$B" bench
 
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$WORK/result.json" \
-    -n deckhand "$BIN run --rootfs $B/rootfs --data $WORK/deckhand --cgroup-parent $CG" \
+    -n deckhand "$BIN run --rootfs $B/rootfs --data $WORK/deckhand --cgroup-parent $CG $SECCOMP_FLAG" \
     -n runc "runc --root $WORK/runc-state run --bundle $B bench"
 
 python3 - "$WORK/result.json" <<'PY'
