@@ -44,6 +44,7 @@ test: build lint
 bench: build
 	scripts/bench/image-pull.sh
 	scripts/bench/unpack-vs-containerd.sh 3
+	scripts/bench/oci-start.sh
 
 clean:
 	$(CARGO) clean
