@@ -119,7 +119,7 @@ impl CriServer {
             listener,
             store,
         } = self;
-        tracing::info!(socket = %socket.display(), "serving CRI v1");
+        tracing::debug!(socket = %socket.display(), "serving CRI v1");
         let result = tonic::transport::Server::builder()
             .add_service(RuntimeServiceServer::new(RuntimeService::new()))
             .add_service(ImageServiceServer::new(ImageService::new(store)))
