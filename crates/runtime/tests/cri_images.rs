@@ -52,12 +52,30 @@ struct Registry {
 
 impl Registry {
     async fn start() -> Registry {
+        Registry::start_with(None).await
+    }
+
+    /// With `Some((user, password))` the registry requires HTTP basic auth (htpasswd).
+    async fn start_with(basic_auth: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = format!(
+        let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("data").display()
         );
+        if let Some((user, password)) = basic_auth {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd is installed (apt install apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, &out.stdout).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: r\n    path: {}\n",
+                path.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -180,6 +198,10 @@ fn write_oci_layout(dir: &Path) -> (String, u64) {
 
 /// Build the image and push it as `<registry>/bb:1` with skopeo.
 fn push_busybox(registry: &Registry) -> PushedImage {
+    push_busybox_as(registry, None)
+}
+
+fn push_busybox_as(registry: &Registry, creds: Option<&str>) -> PushedImage {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let (id, size) = write_oci_layout(&layout);
@@ -188,6 +210,7 @@ fn push_busybox(registry: &Registry) -> PushedImage {
         .arg("--insecure-policy")
         .arg("copy")
         .arg("--dest-tls-verify=false")
+        .args(creds.map(|c| format!("--dest-creds={c}")))
         .arg("--digestfile")
         .arg(&digest_file)
         .arg(format!("oci:{}:1", layout.display()))
@@ -499,6 +522,70 @@ async fn image_lifecycle_over_cri() {
         })
         .await
         .unwrap();
+
+    drop(images);
+    runtime.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_with_credentials_and_registry_errors() {
+    require_root();
+    let registry = Registry::start_with(Some(("alice", "s3cret"))).await;
+    let pushed = push_busybox_as(&registry, Some("alice:s3cret"));
+    let runtime = Runtime::start().await;
+    let mut images = ImageServiceClient::new(runtime.channel().await);
+    let name = format!("{}/bb:1", registry.host);
+
+    let err = images
+        .pull_image(api::PullImageRequest {
+            image: spec(&name),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("credentials"), "{}", err.message());
+
+    let wrong = api::AuthConfig {
+        username: "alice".into(),
+        password: "wrong".into(),
+        ..Default::default()
+    };
+    let err = images
+        .pull_image(api::PullImageRequest {
+            image: spec(&name),
+            auth: Some(wrong),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+
+    // Docker's `auth` field: base64 of `user:password`.
+    let auth = api::AuthConfig {
+        auth: "YWxpY2U6czNjcmV0".into(),
+        ..Default::default()
+    };
+    let pulled = images
+        .pull_image(api::PullImageRequest {
+            image: spec(&name),
+            auth: Some(auth),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pulled.image_ref, pushed.id);
+
+    // Nothing listens on this port: the registry is unavailable, a retry later may work.
+    let err = images
+        .pull_image(api::PullImageRequest {
+            image: spec(&format!("127.0.0.1:{}/bb:1", free_port())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
     drop(images);
     runtime.stop().await;
