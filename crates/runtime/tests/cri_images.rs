@@ -196,32 +196,19 @@ fn write_oci_layout(dir: &Path) -> (String, u64) {
     (sha256(&config), (config.len() + layer.len()) as u64)
 }
 
-/// Build the image and push it as `<registry>/bb:1` with skopeo.
-fn push_busybox(registry: &Registry) -> PushedImage {
-    push_busybox_as(registry, None)
+/// Build the image and push it as `<registry>/bb:<tag>` for each tag, with skopeo.
+fn push_busybox(registry: &Registry, tags: &[&str]) -> PushedImage {
+    push_busybox_as(registry, None, tags)
 }
 
-fn push_busybox_as(registry: &Registry, creds: Option<&str>) -> PushedImage {
+fn push_busybox_as(registry: &Registry, creds: Option<&str>, tags: &[&str]) -> PushedImage {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let (id, size) = write_oci_layout(&layout);
     let digest_file = dir.path().join("digest");
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .arg("copy")
-        .arg("--dest-tls-verify=false")
-        .args(creds.map(|c| format!("--dest-creds={c}")))
-        .arg("--digestfile")
-        .arg(&digest_file)
-        .arg(format!("oci:{}:1", layout.display()))
-        .arg(format!("docker://{}/bb:1", registry.host))
-        .output()
-        .expect("skopeo is installed (apt install skopeo)");
-    assert!(
-        out.status.success(),
-        "skopeo copy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for tag in tags {
+        skopeo_push(registry, creds, &layout, tag, &digest_file);
+    }
     let manifest_digest = std::fs::read_to_string(&digest_file)
         .unwrap()
         .trim()
@@ -231,6 +218,31 @@ fn push_busybox_as(registry: &Registry, creds: Option<&str>) -> PushedImage {
         manifest_digest,
         size,
     }
+}
+
+fn skopeo_push(
+    registry: &Registry,
+    creds: Option<&str>,
+    layout: &Path,
+    tag: &str,
+    digest_file: &Path,
+) {
+    let out = Command::new("skopeo")
+        .arg("--insecure-policy")
+        .arg("copy")
+        .arg("--dest-tls-verify=false")
+        .args(creds.map(|c| format!("--dest-creds={c}")))
+        .arg("--digestfile")
+        .arg(digest_file)
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg(format!("docker://{}/bb:{tag}", registry.host))
+        .output()
+        .expect("skopeo is installed (apt install skopeo)");
+    assert!(
+        out.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The CRI server in-process on a socket in a temp dir; stopped (socket removed) on drop.
@@ -352,7 +364,7 @@ async fn version_and_status() {
 async fn image_lifecycle_over_cri() {
     require_root();
     let registry = Registry::start().await;
-    let pushed = push_busybox(&registry);
+    let pushed = push_busybox(&registry, &["1", "2"]);
     let runtime = Runtime::start().await;
     let mut images = ImageServiceClient::new(runtime.channel().await);
     let name = format!("{}/bb:1", registry.host);
@@ -488,7 +500,27 @@ async fn image_lifecycle_over_cri() {
         "mountpoint {mountpoint}"
     );
 
-    // Remove by name: gone, its content pruned; removing again is still success.
+    // A second tag of the same image: one image with both tags.
+    let second = format!("{}/bb:2", registry.host);
+    images
+        .pull_image(api::PullImageRequest {
+            image: spec(&second),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let list = images
+        .list_images(api::ListImagesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .images;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].repo_tags, vec![name.clone(), second.clone()]);
+    assert_eq!(list[0].repo_digests.len(), 1, "{:?}", list[0].repo_digests);
+
+    // Remove by one name: the whole image goes (as containerd), its content pruned;
+    // removing again is still success.
     images
         .remove_image(api::RemoveImageRequest { image: spec(&name) })
         .await
@@ -502,6 +534,15 @@ async fn image_lifecycle_over_cri() {
         .unwrap()
         .into_inner();
     assert!(status.image.is_none());
+    let status = images
+        .image_status(api::ImageStatusRequest {
+            image: spec(&second),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.image.is_none(), "{status:?}");
     assert!(images
         .list_images(api::ListImagesRequest::default())
         .await
@@ -531,7 +572,7 @@ async fn image_lifecycle_over_cri() {
 async fn pull_with_credentials_and_registry_errors() {
     require_root();
     let registry = Registry::start_with(Some(("alice", "s3cret"))).await;
-    let pushed = push_busybox_as(&registry, Some("alice:s3cret"));
+    let pushed = push_busybox_as(&registry, Some("alice:s3cret"), &["1"]);
     let runtime = Runtime::start().await;
     let mut images = ImageServiceClient::new(runtime.channel().await);
     let name = format!("{}/bb:1", registry.host);

@@ -327,11 +327,18 @@ impl ImageServiceApi for ImageService {
         let name = image_name(request.into_inner().image.as_ref())?;
         let removed = {
             let name = name.clone();
-            self.blocking(move |store| match store.remove(&name, false) {
-                Ok(report) => Ok(report.untagged),
-                // Idempotent by contract: already gone is success.
-                Err(StoreError::ImageNotFound(_)) => Ok(Vec::new()),
-                Err(e) => Err(e),
+            // As containerd: the request names an image, and the whole image goes, with every
+            // name it has (removing by a tag does not merely untag it).
+            self.blocking(move |store| {
+                let removed = store
+                    .get(&name)
+                    .and_then(|image| store.remove(&image.id.to_string(), false));
+                match removed {
+                    Ok(report) => Ok(report.untagged),
+                    // Idempotent by contract: already gone is success.
+                    Err(StoreError::ImageNotFound(_)) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
             })
             .await?
         };
