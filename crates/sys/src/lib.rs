@@ -5,6 +5,9 @@
 //! tested for real as root.
 #![allow(unsafe_code)]
 
+pub mod cgroup;
 pub mod fs;
 pub mod mount;
+pub mod ns;
 pub mod privilege;
+pub mod process;

@@ -1,0 +1,93 @@
+//! `start`: release a created container's init to exec the user process; and `state`.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use chrono::Utc;
+use libcontainer::notify_socket::NOTIFY_FILE;
+
+use super::status::{ContainerState, ContainerStatus};
+use super::{error_chain, io_err, ContainerError, Runtime};
+
+impl Runtime {
+    /// Start a created container. Records the start time.
+    pub fn start(&self, id: &str) -> Result<(), ContainerError> {
+        let mut state = self.state(id)?;
+        if state.status != ContainerStatus::Created {
+            return Err(ContainerError::InvalidState {
+                id: id.into(),
+                state: state.status,
+                op: "start",
+            });
+        }
+        let mut c = self.load_libcontainer(id)?;
+        if !c.can_start() {
+            return Err(ContainerError::InvalidState {
+                id: id.into(),
+                state: ContainerStatus::Stopped,
+                op: "start",
+            });
+        }
+        let started_at = Utc::now();
+        // Not `Container::start`: libcontainer 0.7 chdir()s into the state directory to connect
+        // to the init's notify socket, which races with every other thread of this process.
+        let sock = self.container_state_dir(id).join(NOTIFY_FILE);
+        notify_start(&sock).map_err(io_err(id, "start (notify init)", &sock))?;
+        c.set_status(libcontainer::container::ContainerStatus::Running)
+            .save()
+            .map_err(|e| ContainerError::Runtime {
+                id: id.into(),
+                op: "start (save state)",
+                message: error_chain(&e),
+            })?;
+        state.status = ContainerStatus::Running;
+        state.started_at = Some(started_at);
+        let path = self.status_path(id);
+        state.save(&path).map_err(io_err(id, "write status", &path))
+    }
+
+    /// The container's current state: the recorded status, corrected by whether its init still
+    /// exists (an init that died but was not yet waited for shows as stopped, without exit).
+    pub fn state(&self, id: &str) -> Result<ContainerState, ContainerError> {
+        let path = self.status_path(id);
+        let mut state = match ContainerState::load(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound { id: id.into() })
+            }
+            Err(e) => return Err(io_err(id, "read status", &path)(e)),
+        };
+        if state.exit.is_none() && state.status != ContainerStatus::Stopped && !alive(state.pid) {
+            state.status = ContainerStatus::Stopped;
+        }
+        Ok(state)
+    }
+}
+
+/// Tell a created init to exec the user process: connect to its notify socket and send the
+/// message libcontainer's init waits for. Paths too long for `sockaddr_un` go through an
+/// `O_PATH` descriptor of the directory.
+fn notify_start(sock: &Path) -> std::io::Result<()> {
+    let mut stream = if sock.as_os_str().len() < 100 {
+        UnixStream::connect(sock)?
+    } else {
+        let dir = std::fs::File::open(sock.parent().unwrap_or(Path::new("/")))?;
+        let name = sock.file_name().unwrap_or_default().to_string_lossy();
+        UnixStream::connect(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))?
+    };
+    stream.write_all(b"start container")
+}
+
+/// The process exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}
