@@ -20,16 +20,14 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct ImageService {
     store: ImageStore,
-    /// Where `/proc/self/mountinfo` is read from; a parameter so tests can use a fixture.
-    mountinfo: PathBuf,
 }
+
+/// Read for the image store's mount point; parsing ([`mountpoint_of`]) is tested on fixtures.
+const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 impl ImageService {
     pub fn new(store: ImageStore) -> ImageService {
-        ImageService {
-            store,
-            mountinfo: PathBuf::from("/proc/self/mountinfo"),
-        }
+        ImageService { store }
     }
 
     /// Run a blocking store call on the blocking pool.
@@ -360,10 +358,9 @@ impl ImageServiceApi for ImageService {
         _request: Request<api::ImageFsInfoRequest>,
     ) -> Result<Response<api::ImageFsInfoResponse>, Status> {
         let root = self.store.root();
-        let mountinfo = self.mountinfo.clone();
         let usage = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
             let canonical = root.canonicalize()?;
-            let mountinfo = std::fs::read_to_string(&mountinfo)?;
+            let mountinfo = std::fs::read_to_string(MOUNTINFO)?;
             let (bytes, inodes) = disk_usage(&canonical);
             Ok((mountpoint_of(&canonical, &mountinfo), bytes, inodes))
         })
