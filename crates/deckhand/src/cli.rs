@@ -34,6 +34,20 @@ pub enum Command {
     /// Manage the node's image store: pull, import, list, inspect, remove, prune, verify.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run the container runtime alone, serving CRI v1 gRPC (images, Version and Status so far)
+    /// until SIGINT or SIGTERM.
+    Runtime(RuntimeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// CRI endpoint to serve: a unix socket, `unix:///path/to/cri.sock`.
+    #[arg(
+        long,
+        value_name = "ENDPOINT",
+        default_value = "unix:///run/deckhand/cri.sock"
+    )]
+    pub listen: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,12 +4,18 @@
 mod cli;
 mod image_cmd;
 mod progress;
+mod runtime_cmd;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    init_tracing(cli.log_level.as_deref());
+    // A long-running server says what it serves and when it stops; one-shot commands stay quiet.
+    let default_level = match cli.command {
+        cli::Command::Runtime(_) => "info",
+        cli::Command::Image(_) => "warn",
+    };
+    init_tracing(cli.log_level.as_deref().unwrap_or(default_level));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -33,15 +39,15 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Image(args) => image_cmd::run(&cli.data_dir, args).await,
+        cli::Command::Runtime(args) => runtime_cmd::run(&cli.data_dir, args).await,
     }
 }
 
 /// Logs go to stderr so command output (tables, JSON) stays clean on stdout. `RUST_LOG` wins
 /// over `--log-level`.
-fn init_tracing(level: Option<&str>) {
+fn init_tracing(level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("warn")));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -3,8 +3,10 @@
 //!
 //! This layer so far: [`spec`] turns a runtime-neutral [`spec::ContainerConfig`] into an OCI
 //! spec, [`seccomp`] holds the RuntimeDefault profile, and [`container`] runs containers with
-//! libcontainer under a subreaper parent that records their exit.
+//! libcontainer under a subreaper parent that records their exit. [`cri`] serves CRI v1 gRPC:
+//! the ImageService and the RuntimeService's Version and Status.
 
 pub mod container;
+pub mod cri;
 pub mod seccomp;
 pub mod spec;
