@@ -109,52 +109,67 @@ impl ManifestDocument {
             DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => {
                 Err(ManifestError::UnsupportedMediaType(media_type.to_string()))
             }
-            "" | "application/json" | "application/octet-stream" | "text/plain" => {
-                Self::infer(digest, bytes).map_err(parse_err)?
-            }
+            generic if is_generic(generic) => Self::infer(digest, bytes).map_err(parse_err)?,
             other => Err(ManifestError::UnsupportedMediaType(other.to_string())),
         }
     }
 
-    /// Generic content type: trust the document's own `mediaType`, else its shape. Schema 1
-    /// documents have `schemaVersion: 1` and no `mediaType`.
+    /// Generic content type: trust what the document says it is ([`sniff_media_type`]).
     fn infer(
         digest: &Digest,
         bytes: &[u8],
     ) -> Result<Result<ManifestDocument, ManifestError>, serde_json::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Probe {
-            #[serde(default)]
-            media_type: Option<String>,
-            #[serde(default)]
-            schema_version: Option<u32>,
-            #[serde(default)]
-            manifests: Option<serde_json::Value>,
-            #[serde(default)]
-            config: Option<serde_json::Value>,
-            #[serde(default)]
-            fs_layers: Option<serde_json::Value>,
+        match sniff_media_type(bytes)? {
+            Some(mt) => Ok(Self::parse(&mt, digest, bytes)),
+            None => Err(<serde_json::Error as serde::de::Error>::custom(
+                "the document has neither `manifests` (an index) nor `config` (a manifest)",
+            )),
         }
-        let probe: Probe = serde_json::from_slice(bytes)?;
-        if let Some(mt) = probe.media_type.as_deref().filter(|m| !m.is_empty()) {
-            return Ok(Self::parse(mt, digest, bytes));
-        }
-        if probe.schema_version == Some(1) || probe.fs_layers.is_some() {
-            return Ok(Err(ManifestError::UnsupportedMediaType(
-                DOCKER_SCHEMA1.to_string(),
-            )));
-        }
-        if probe.manifests.is_some() {
-            return Ok(Self::parse(media::OCI_INDEX, digest, bytes));
-        }
-        if probe.config.is_some() {
-            return Ok(Self::parse(media::OCI_MANIFEST, digest, bytes));
-        }
-        Err(<serde_json::Error as serde::de::Error>::custom(
-            "the document has neither `manifests` (an index) nor `config` (a manifest)",
-        ))
     }
+}
+
+/// What a manifest document says it is, for when the transport's content type is generic
+/// (`application/json`, or none): its own `mediaType` unless that is generic too, else its
+/// shape (`manifests` → OCI index, `config` → OCI manifest; `schemaVersion: 1` or `fsLayers` →
+/// Docker schema 1). `Ok(None)` when neither tells. Shared by [`ManifestDocument::parse`] and
+/// the registry client, which records the type in the descriptor it returns.
+pub fn sniff_media_type(bytes: &[u8]) -> Result<Option<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        #[serde(default)]
+        media_type: Option<String>,
+        #[serde(default)]
+        schema_version: Option<u32>,
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+        #[serde(default)]
+        config: Option<serde_json::Value>,
+        #[serde(default)]
+        fs_layers: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes)?;
+    // A generic type in the document itself says nothing (and would make `parse` infer again).
+    let own = probe.media_type.filter(|m| !m.is_empty() && !is_generic(m));
+    Ok(if own.is_some() {
+        own
+    } else if probe.schema_version == Some(1) || probe.fs_layers.is_some() {
+        Some(DOCKER_SCHEMA1.to_string())
+    } else if probe.manifests.is_some() {
+        Some(media::OCI_INDEX.to_string())
+    } else if probe.config.is_some() {
+        Some(media::OCI_MANIFEST.to_string())
+    } else {
+        None
+    })
+}
+
+/// Content types that say "some JSON" rather than which document.
+fn is_generic(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "" | "application/json" | "application/octet-stream" | "text/plain"
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

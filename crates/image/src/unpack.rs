@@ -14,7 +14,7 @@
 //! modes and times are applied last, deepest first, because creating children would change
 //! the times and a read-only mode would get in the way.
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Verifier};
 use crate::media::Compression;
 use deckhand_sys::fs::{self as sysfs, FsError, NodeKind};
 use std::collections::{HashMap, HashSet};
@@ -104,7 +104,7 @@ pub fn apply_layer<R: Read>(
     let (hash_tx, hash_rx) = mpsc::sync_channel::<Arc<Vec<u8>>>(QUEUE);
     std::thread::scope(|scope| {
         let hasher = scope.spawn(move || {
-            let mut h = DiffHasher::new();
+            let mut h = Verifier::new();
             for chunk in hash_rx {
                 h.update(&chunk);
             }
@@ -173,39 +173,11 @@ pub fn apply_layer<R: Read>(
     })
 }
 
-/// SHA-256 and length of the uncompressed stream. ring rather than [`crate::digest::Verifier`]
-/// (sha2): hashing is the largest CPU cost of an unpack, and ring's assembly is about twice as
-/// fast on CPUs without SHA-NI.
-struct DiffHasher {
-    ctx: ring::digest::Context,
-    len: u64,
-}
-
-impl DiffHasher {
-    fn new() -> Self {
-        DiffHasher {
-            ctx: ring::digest::Context::new(&ring::digest::SHA256),
-            len: 0,
-        }
-    }
-    fn update(&mut self, data: &[u8]) {
-        self.ctx.update(data);
-        self.len += data.len() as u64;
-    }
-    fn finish(self) -> (Digest, u64) {
-        let hex = hex::encode(self.ctx.finish().as_ref());
-        (
-            Digest::from_hex(&hex).expect("a sha256 is 64 hex digits"),
-            self.len,
-        )
-    }
-}
-
 /// Hashes everything read through it; remembers a read error so it can be reported as a
 /// decompression failure rather than as a broken tar.
 struct Hashing<'r> {
     inner: Box<dyn Read + 'r>,
-    verifier: DiffHasher,
+    verifier: Verifier,
     failed: Option<String>,
 }
 
@@ -231,7 +203,7 @@ fn apply_inline(
 ) -> Result<(Digest, UnpackStats), UnpackError> {
     let mut hashing = Hashing {
         inner: decoder,
-        verifier: DiffHasher::new(),
+        verifier: Verifier::new(),
         failed: None,
     };
     let result = Applier::new(target, parents).run(BufReader::with_capacity(CHUNK, &mut hashing));

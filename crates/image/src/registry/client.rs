@@ -797,35 +797,15 @@ impl RegistryClient {
 }
 
 /// The media type of a manifest: `Content-Type` when it names a manifest type; otherwise (some
-/// registries and static file servers say `application/json`) the document's own `mediaType`,
-/// or what its shape says.
+/// registries and static file servers say `application/json`) what the document says it is.
 fn manifest_media_type(content_type: &str, body: &[u8]) -> String {
     if media::MANIFEST_ACCEPT.contains(&content_type) {
         return content_type.to_string();
     }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Probe {
-        #[serde(default)]
-        media_type: Option<String>,
-        #[serde(default)]
-        manifests: Option<serde_json::Value>,
-        #[serde(default)]
-        config: Option<serde_json::Value>,
-    }
-    match serde_json::from_slice::<Probe>(body) {
-        Ok(Probe {
-            media_type: Some(m),
-            ..
-        }) if !m.is_empty() => m,
-        Ok(Probe {
-            manifests: Some(_), ..
-        }) => media::OCI_INDEX.to_string(),
-        Ok(Probe {
-            config: Some(_), ..
-        }) => media::OCI_MANIFEST.to_string(),
-        _ => content_type.to_string(),
-    }
+    crate::manifest::sniff_media_type(body)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| content_type.to_string())
 }
 
 async fn read_limited(
