@@ -332,6 +332,22 @@ mod tests {
         Digest::of(&[n])
     }
 
+    #[test]
+    fn a_generic_media_type_inside_the_document_falls_back_to_its_shape() {
+        // Used to recurse without end: parse(generic) → infer → parse(generic) → …
+        let doc = br#"{"schemaVersion":2,"mediaType":"application/json",
+            "config":{"mediaType":"x","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},
+            "layers":[]}"#;
+        assert!(matches!(
+            ManifestDocument::parse("application/json", &digest(1), doc),
+            Ok(ManifestDocument::Manifest(_))
+        ));
+        assert_eq!(
+            sniff_media_type(doc).unwrap().as_deref(),
+            Some(media::OCI_MANIFEST)
+        );
+    }
+
     fn desc(media_type: &str, platform: Option<&str>) -> Descriptor {
         Descriptor {
             media_type: media_type.into(),
