@@ -1,0 +1,1 @@
+//! Unit tests of the caller with fake plugins (shell scripts); no root needed.
