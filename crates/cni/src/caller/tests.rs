@@ -475,9 +475,10 @@ fn a_hung_plugin_is_killed_at_the_timeout() {
     f.write_list(
         "10-net.conflist",
         "1.0.0",
-        vec![f.plugin("fake", "a", json!({"sleep": 30}))],
+        // An odd duration marks this test's sleeps for the pgrep below.
+        vec![f.plugin("fake", "a", json!({"sleep": 29.917}))],
     );
-    let caller = f.caller().with_plugin_timeout(Duration::from_millis(500));
+    let caller = f.caller().with_plugin_timeout(Duration::from_secs(3));
     let start = Instant::now();
     let err = rt().block_on(caller.add(&f.attachment("c1"))).unwrap_err();
     assert!(
@@ -485,15 +486,23 @@ fn a_hung_plugin_is_killed_at_the_timeout() {
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("did not finish within 500ms"),
+        err.to_string().contains("did not finish within 3s"),
         "{err}"
     );
-    // ADD timed out, then its rollback DEL (which sleeps too) timed out: 2 × 0.5 s, not 30 s.
+    // ADD timed out, then its rollback DEL (which sleeps too) timed out: 2 × 3 s, not 30 s.
+    // (3 s so that the script surely got to its sleep, even on a loaded machine.)
     assert!(
-        start.elapsed() < Duration::from_secs(10),
+        start.elapsed() < Duration::from_secs(20),
         "{:?}",
         start.elapsed()
     );
+    // The plugin's own child (the sleep) died with it: the whole process group was killed.
+    std::thread::sleep(Duration::from_millis(200));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 29.917"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "left running: {left:?}");
 }
 
 #[test]
