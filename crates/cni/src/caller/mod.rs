@@ -259,15 +259,18 @@ fn format_cni_args(args: &[[String; 2]]) -> String {
         .join(";")
 }
 
+/// (container ID, interface name).
+type AttachmentId = (String, String);
+
 /// Per-attachment mutexes, dropped from the map when the last user lets go.
 #[derive(Debug, Default)]
 struct AttachmentLocks {
-    map: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    map: Mutex<HashMap<AttachmentId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct AttachmentGuard<'a> {
     locks: &'a AttachmentLocks,
-    key: (String, String),
+    key: AttachmentId,
     lock: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 

@@ -312,9 +312,14 @@ fn add_speaks_the_protocol_chains_results_and_caches() {
             f.plugin(
                 "fake2",
                 "ports",
-                json!({"capabilities": {"portMappings": true, "bandwidth": true}}),
+                json!({"capabilities": {"portMappings": true, "bandwidth": false}}),
             ),
-            f.plugin("fake3", "other", json!({})),
+            // Declares "ips" too, which the runtime has no value for: not sent.
+            f.plugin(
+                "fake3",
+                "other",
+                json!({"capabilities": {"bandwidth": true, "ips": true}}),
+            ),
         ],
     );
     let mut att = f.attachment("c1");
@@ -333,6 +338,12 @@ fn add_speaks_the_protocol_chains_results_and_caches() {
             host_ip: None,
         },
     ];
+    att.bandwidth = Some(Bandwidth {
+        ingress_rate: 1_000_000,
+        ingress_burst: 2_000_000,
+        egress_rate: 3_000_000,
+        egress_burst: 4_000_000,
+    });
     let result = rt().block_on(f.caller().add(&att)).unwrap();
 
     assert_eq!(f.calls_summary(), ["ADD main", "ADD ports", "ADD other"]);
@@ -361,13 +372,17 @@ fn add_speaks_the_protocol_chains_results_and_caches() {
         "10.9.0.7/24"
     );
     // runtimeConfig: only declared capabilities the runtime has values for; a plugin that
-    // declares none keeps its own config untouched.
+    // declares none keeps its own runtimeConfig untouched.
     assert_eq!(calls[0]["conf"]["runtimeConfig"], json!({"stale": 1}));
     assert_eq!(
         calls[1]["conf"]["runtimeConfig"],
         json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]})
     );
-    assert_eq!(calls[2]["conf"].get("runtimeConfig"), None);
+    assert_eq!(
+        calls[2]["conf"]["runtimeConfig"],
+        json!({"bandwidth": {"ingressRate": 1_000_000, "ingressBurst": 2_000_000,
+            "egressRate": 3_000_000, "egressBurst": 4_000_000}})
+    );
 
     assert_eq!(
         result.pod_ips("eth0").primary(),
