@@ -83,6 +83,7 @@ impl CniCaller {
             list: list.clone(),
             container_id: att.container_id.clone(),
             ifname: att.ifname.clone(),
+            netns: Some(att.netns.to_string_lossy().into_owned()),
             capability_args: caps.clone(),
             cni_args,
             result: Some(raw),

@@ -182,7 +182,12 @@ pub(crate) async fn exec(
         command: command.as_str(),
         source,
     })?;
-    let pid = child.id();
+    // Armed until the plugin has exited: a timeout or a dropped (cancelled) call kills the
+    // whole group.
+    let mut group = GroupKill {
+        pid: child.id().and_then(|p| i32::try_from(p).ok()),
+        plugin: name,
+    };
     let mut pipe = child.stdin.take().expect("stdin is piped");
     let feed = async move {
         // A plugin may exit without reading stdin (e.g. on a bad environment): EPIPE then is
@@ -202,17 +207,6 @@ pub(crate) async fn exec(
             })
         }
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                // The whole group: the plugin and the delegates it spawned. (Signals belong in
-                // deckhand-sys; move this there once it exports a process-group kill.)
-                let group = nix::unistd::Pid::from_raw(pid);
-                match nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL) {
-                    Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                    Err(e) => {
-                        tracing::warn!(plugin = %name, error = %e, "cannot kill timed-out CNI plugin")
-                    }
-                }
-            }
             return Err(CniError::PluginTimeout {
                 plugin: name.clone(),
                 command: command.as_str(),
@@ -221,6 +215,7 @@ pub(crate) async fn exec(
             });
         }
     };
+    group.disarm();
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !stderr.trim().is_empty() {
         tracing::debug!(plugin = %name, command = command.as_str(), stderr = %stderr.trim(), "CNI plugin stderr");
@@ -254,6 +249,34 @@ pub(crate) async fn exec(
         status: output.status.to_string(),
         output: truncate(text.trim(), OUTPUT_LIMIT),
     })
+}
+
+/// Kills a plugin's process group (the plugin and the delegates it spawned, e.g. host-local
+/// under bridge) when dropped armed. `kill_on_drop` alone would reach only the plugin itself.
+struct GroupKill<'a> {
+    pid: Option<i32>,
+    plugin: &'a str,
+}
+
+impl GroupKill<'_> {
+    /// The plugin exited by itself; whatever it left in its group is its business.
+    fn disarm(&mut self) {
+        self.pid = None;
+    }
+}
+
+impl Drop for GroupKill<'_> {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid else { return };
+        // Signals belong in deckhand-sys; move this there once it exports a group kill.
+        let group = nix::unistd::Pid::from_raw(pid);
+        match nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => {
+                tracing::warn!(plugin = %self.plugin, error = %e, "cannot kill CNI plugin's process group")
+            }
+        }
+    }
 }
 
 fn truncate(s: &str, limit: usize) -> String {

@@ -398,6 +398,15 @@ fn add_speaks_the_protocol_chains_results_and_caches() {
     assert_eq!(cached["containerId"], "c1");
     assert_eq!(cached["ifName"], "eth0");
     assert_eq!(cached["networkName"], "testnet");
+    assert_eq!(cached["netns"], f.netns.to_str().unwrap());
+    assert_eq!(
+        cached["capabilityArgs"]["portMappings"][0]["hostPort"],
+        8080
+    );
+    assert_eq!(
+        cached["cniArgs"][1],
+        json!(["K8S_POD_NAMESPACE", "default"])
+    );
     assert_eq!(cached["result"]["ips"][0]["address"], "10.9.0.7/24");
     use base64::Engine as _;
     let config = base64::engine::general_purpose::STANDARD
@@ -515,6 +524,29 @@ fn a_hung_plugin_is_killed_at_the_timeout() {
     std::thread::sleep(Duration::from_millis(200));
     let left = std::process::Command::new("pgrep")
         .args(["-f", "^sleep 29.917"])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "left running: {left:?}");
+}
+
+#[test]
+fn a_cancelled_call_kills_the_plugin() {
+    let f = Fixture::new();
+    f.write_list(
+        "10-net.conflist",
+        "1.0.0",
+        vec![f.plugin("fake", "a", json!({"sleep": 29.918}))],
+    );
+    let caller = f.caller();
+    let rt = rt();
+    // The runtime gives up on the sandbox (its CRI deadline): the future is dropped.
+    let outcome = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(3), caller.add(&f.attachment("c1"))).await
+    });
+    assert!(outcome.is_err(), "the fake plugin should still be sleeping");
+    std::thread::sleep(Duration::from_millis(200));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "^sleep 29.918"])
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "left running: {left:?}");
