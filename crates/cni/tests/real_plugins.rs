@@ -45,8 +45,14 @@ fn add_gives_the_pod_a_working_eth0_and_del_takes_it_away() {
     assert_eq!(node.reserved_ips(), vec![ip.addr]);
     assert_eq!(node.host_veths().len(), 1);
 
-    // CHECK agrees with what ADD did.
+    // CHECK agrees with what ADD did, and notices when the pod's address is gone.
     node.rt.block_on(caller.check(&att)).unwrap();
+    pod.ip(&["addr", "flush", "dev", "eth0"]);
+    let err = node.rt.block_on(caller.check(&att)).unwrap_err();
+    assert!(
+        matches!(&err, CniError::Plugin { plugin, command: "CHECK", .. } if plugin == "bridge"),
+        "{err:?}"
+    );
 
     node.rt.block_on(caller.del(&att)).unwrap();
     assert!(
