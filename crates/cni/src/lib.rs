@@ -10,5 +10,5 @@ pub mod caller;
 pub use caller::{
     AddResult, Attachment, AttachmentKey, Bandwidth, CniCaller, CniConfig, CniError, CniVersion,
     Dns, Interface, IpConfig, IpNet, NetworkConfigList, PluginConfig, PodIps, PortMapping,
-    Protocol, Route,
+    Protocol, ResultError, Route, DEFAULT_PLUGIN_TIMEOUT,
 };

@@ -1,14 +1,14 @@
 //! The CNI caller: what libcni / containerd's go-cni do for a container runtime.
 //!
 //! The runtime owns a pod sandbox's network namespace; networking it is delegated to the
-//! plugin chain of the node's network config (spec 1.1, "Section 4: Plugin Delegation" and
+//! plugin chain of the node's network config (CNI spec 1.1, "Section 2: Execution Protocol" and
 //! "Section 3: Execution of Network Configurations"). This module:
 //!
-//! - loads the network config afresh on every call ([`config`]), so the conflist the node agent
+//! - loads the network config afresh on every call (`config.rs`), so the conflist the node agent
 //!   writes after startup is picked up without a restart;
 //! - runs the chain for ADD (in order, chaining `prevResult`), DEL (reverse, with the cached
-//!   result), CHECK, STATUS and GC ([`exec`] runs one plugin);
-//! - caches what an ADD did, with the config it used ([`cache`]), so teardown is exact even if the
+//!   result), CHECK, STATUS and GC (`exec.rs` runs one plugin);
+//! - caches what an ADD did, with the config it used (`cache.rs`), so teardown is exact even if the
 //!   conf dir changed in between;
 //! - undoes a half-done ADD before reporting its failure: an error from [`CniCaller::add`] means
 //!   nothing of the attachment is left (no IP reserved, no link), unless the rollback itself
