@@ -12,7 +12,15 @@ pub async fn run(data_dir: &Path, args: RuntimeArgs) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let config = ServerConfig::new(data_dir, socket);
+    let mut config = ServerConfig::new(data_dir, socket);
+    let cni = deckhand_cni::CniCaller::new(deckhand_cni::CniConfig {
+        conf_dir: args.cni_conf_dir.clone(),
+        bin_dirs: args.cni_bin_dir.clone(),
+        cache_dir: data_dir.join("runtime/cni"),
+    });
+    config.network = Some(std::sync::Arc::new(
+        deckhand_runtime::cri::cni::CniNetwork::new(cni),
+    ));
     let server = CriServer::bind(config).await?;
     tracing::info!(
         socket = %server.socket().display(),

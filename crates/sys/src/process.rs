@@ -25,6 +25,12 @@ pub enum ProcessError {
     },
     #[error("signal handling: {0}")]
     Signal(#[source] nix::Error),
+    #[error("{op}: {source}")]
+    Syscall {
+        op: &'static str,
+        #[source]
+        source: nix::Error,
+    },
     #[error("{path}: {source}")]
     Proc {
         path: String,
@@ -194,7 +200,29 @@ pub fn alive(pid: i32) -> bool {
 
 /// Start a new session (detach from the caller's terminal and process group), for daemons.
 pub fn new_session() -> Result<(), ProcessError> {
-    nix::unistd::setsid().map(|_| ()).map_err(ProcessError::Signal)
+    nix::unistd::setsid()
+        .map(|_| ())
+        .map_err(|source| ProcessError::Syscall {
+            op: "setsid",
+            source,
+        })
+}
+
+/// Point the process's stdout at `/dev/null` (a daemon must not hold its starter's pipe).
+pub fn stdout_to_null() -> Result<(), ProcessError> {
+    let null = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|source| ProcessError::Proc {
+            path: "/dev/null".into(),
+            source,
+        })?;
+    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 1)
+        .map(|_| ())
+        .map_err(|source| ProcessError::Syscall {
+            op: "dup2 /dev/null to stdout",
+            source,
+        })
 }
 
 /// Send `signal` (a number) to `pid`; ESRCH (already gone) is not an error.

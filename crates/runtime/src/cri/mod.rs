@@ -9,6 +9,7 @@
 // would only move the conversion around.
 #![allow(clippy::result_large_err)]
 
+pub mod cni;
 pub mod convert;
 mod error;
 pub mod image_service;

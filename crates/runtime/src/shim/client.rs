@@ -68,7 +68,9 @@ impl ShimClient {
             .append(true)
             .open(log)
             .map_err(|e| ShimClientError::Spawn(format!("{}: {e}", log.display())))?;
-        let out = tokio::process::Command::new(binary)
+        // Not `output()`: it would wait for EOF on stdout and stderr, which the daemon (our
+        // grandchild) may hold; the starter prints the pid and exits once the shim is ready.
+        let mut child = tokio::process::Command::new(binary)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("shim")
@@ -79,22 +81,24 @@ impl ShimClient {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
-            .output()
+            .spawn()
+            .map_err(|e| ShimClientError::Spawn(format!("{}: {e}", binary.display())))?;
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let status = child
+            .wait()
             .await
             .map_err(|e| ShimClientError::Spawn(format!("{}: {e}", binary.display())))?;
-        if !out.status.success() {
+        if !status.success() {
             let tail = std::fs::read_to_string(log).unwrap_or_default();
             let last = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
             return Err(ShimClientError::Spawn(format!(
-                "{} shim exited with {}: {last}",
-                binary.display(),
-                out.status
+                "{} shim exited with {status}: {last}",
+                binary.display()
             )));
         }
-        let pid = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line).await;
+        let pid = line.trim().parse().unwrap_or(0);
         Ok((ShimClient::new(socket), pid))
     }
 

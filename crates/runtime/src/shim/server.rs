@@ -71,6 +71,11 @@ pub fn start_daemon(config: ShimConfig) -> Result<i32, ShimError> {
     })?;
     let child = deckhand_sys::process::fork_child(move || {
         let mut ready = File::from(tx);
+        // The caller reads our pid from its stdout until EOF: the daemon must not keep it open.
+        if let Err(e) = deckhand_sys::process::stdout_to_null() {
+            let _ = write!(ready, "err {e}");
+            return 1;
+        }
         if let Err(e) = deckhand_sys::process::new_session() {
             let _ = write!(ready, "err {e}");
             return 1;
