@@ -10,3 +10,4 @@ pub mod container;
 pub mod cri;
 pub mod seccomp;
 pub mod spec;
+pub mod streaming;
