@@ -134,7 +134,10 @@ mod tests {
         assert!(cache.consume_at(&a, t0).is_some());
         assert!(cache.consume_at(&a, t0).is_none(), "second use");
         assert!(cache.consume_at("nope", t0).is_none());
-        assert!(cache.consume_at(&b, t0 + Duration::from_secs(61)).is_none(), "expired");
+        assert!(
+            cache.consume_at(&b, t0 + Duration::from_secs(61)).is_none(),
+            "expired"
+        );
         assert_eq!(cache.len(), 0);
     }
 
@@ -144,7 +147,12 @@ mod tests {
         let t0 = Instant::now();
         cache.insert_at(exec(), t0).unwrap();
         cache.insert_at(exec(), t0).unwrap();
-        assert!(matches!(cache.insert_at(exec(), t0), Err(CacheError::Full(2))));
-        cache.insert_at(exec(), t0 + Duration::from_secs(61)).unwrap();
+        assert!(matches!(
+            cache.insert_at(exec(), t0),
+            Err(CacheError::Full(2))
+        ));
+        cache
+            .insert_at(exec(), t0 + Duration::from_secs(61))
+            .unwrap();
     }
 }

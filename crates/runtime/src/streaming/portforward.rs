@@ -62,9 +62,9 @@ impl NetnsPortForwarder {
 /// Copies between a client stream and the pod's socket. Ends when the pod closes its side (or
 /// either side fails); the client's end-of-file only half-closes the pod socket, so a reply
 /// after the request still comes back, as with containerd.
-async fn forward<C>(client: C, pod: TcpStream) -> std::io::Result<()>
+async fn forward<C>(client: &mut C, pod: TcpStream) -> std::io::Result<()>
 where
-    C: AsyncRead + AsyncWrite + Send,
+    C: AsyncRead + AsyncWrite + Send + Unpin,
 {
     let (mut pod_r, mut pod_w) = pod.into_split();
     let (mut cli_r, mut cli_w) = tokio::io::split(client);
@@ -76,7 +76,7 @@ where
     };
     let downstream = async {
         tokio::io::copy(&mut pod_r, &mut cli_w).await?;
-        cli_w.shutdown().await
+        Ok(())
     };
     tokio::select! {
         r = upstream => r,
@@ -99,10 +99,13 @@ async fn forward_one<C, E>(
     C: AsyncRead + AsyncWrite + Send + Unpin,
     E: AsyncWrite + Send + Unpin,
 {
+    let mut data = data;
     let result = match runtime.port_forward(pod, port).await {
-        Ok(tcp) => forward(data, tcp).await.map_err(StreamError::Io),
+        Ok(tcp) => forward(&mut data, tcp).await.map_err(StreamError::Io),
         Err(e) => Err(e),
     };
+    // The client reads the data stream to its end whatever happened.
+    let _ = data.shutdown().await;
     if let Err(e) = result {
         tracing::info!(pod, port, error = %e, "port-forward failed");
         let _ = error
