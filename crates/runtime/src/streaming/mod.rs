@@ -20,6 +20,10 @@
 //! (framing, header compression, connections and a client), [`status`], [`protocol`]
 //! (the wire constants).
 
+// Handlers return `tonic::Status` (CRI) or a complete `http::Response` (a refused upgrade) as
+// their error; both are large, but boxing them would only move the conversion around.
+#![allow(clippy::result_large_err)]
+
 use std::io;
 use std::pin::Pin;
 

@@ -130,7 +130,6 @@ impl StreamingServer {
     }
 
     /// Validates an exec request and returns its one-shot URL.
-    #[allow(clippy::result_large_err)]
     pub fn get_exec(&self, req: &api::ExecRequest) -> Result<api::ExecResponse, tonic::Status> {
         validate_stdio(
             &req.container_id,
@@ -146,7 +145,6 @@ impl StreamingServer {
     }
 
     /// Validates an attach request and returns its one-shot URL.
-    #[allow(clippy::result_large_err)]
     pub fn get_attach(
         &self,
         req: &api::AttachRequest,
@@ -165,7 +163,6 @@ impl StreamingServer {
     }
 
     /// Validates a port-forward request and returns its one-shot URL.
-    #[allow(clippy::result_large_err)]
     pub fn get_port_forward(
         &self,
         req: &api::PortForwardRequest,
@@ -186,7 +183,6 @@ impl StreamingServer {
         })
     }
 
-    #[allow(clippy::result_large_err)]
     fn insert(&self, req: CachedRequest) -> Result<String, tonic::Status> {
         self.inner.cache.insert(req).map_err(|e| match e {
             CacheError::Full(_) => tonic::Status::resource_exhausted(e.to_string()),
@@ -201,7 +197,6 @@ impl StreamingServer {
 
 /// The kubelet's checks: a container, some stream, and no stderr with a TTY (a terminal
 /// multiplexes both onto one stream).
-#[allow(clippy::result_large_err)]
 fn validate_stdio(
     container_id: &str,
     stdin: bool,

@@ -95,8 +95,8 @@ impl Shared {
 
     fn is_peer_id(&self, id: u32) -> bool {
         match self.role {
-            Role::Server => id % 2 == 1,
-            Role::Client => id % 2 == 0,
+            Role::Server => !id.is_multiple_of(2),
+            Role::Client => id.is_multiple_of(2),
         }
     }
 
@@ -685,8 +685,8 @@ async fn handle(
         Frame::Ping { id } => {
             // Echo the peer's pings; ours coming back need nothing.
             let peer_ping = match shared.role {
-                Role::Server => id % 2 == 1,
-                Role::Client => id % 2 == 0,
+                Role::Server => !id.is_multiple_of(2),
+                Role::Client => id.is_multiple_of(2),
             };
             if peer_ping {
                 let _ = shared.out.send(Out::Frame(Frame::Ping { id })).await;
