@@ -769,3 +769,86 @@ async fn websocket_port_forward_into_a_network_namespace() {
     let err = channel(&msgs, 1);
     assert!(err.contains("pod sandbox pod-2 not found"), "{err:?}");
 }
+
+// ---------------------------------------------------------------- interop with Go (opt-in)
+
+/// Drives the server with moby/spdystream, the Go SPDY library kubectl and the kubelet use.
+/// Needs `go` and the library's source in GOPATH form:
+/// `apt-get install golang-go golang-github-docker-spdystream-dev`.
+#[tokio::test]
+#[ignore = "needs Go and golang-github-docker-spdystream-dev"]
+async fn go_spdystream_client_interop() {
+    let gopath = tempfile::tempdir().unwrap();
+    let pkg = gopath.path().join("src/spdyclient");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/streaming/spdy/testdata/spdystream_client.go"
+        ),
+        pkg.join("main.go"),
+    )
+    .unwrap();
+    let bin = gopath.path().join("spdyclient");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .current_dir(&pkg)
+        .env("GO111MODULE", "off")
+        .env(
+            "GOPATH",
+            format!("{}:/usr/share/gocode", gopath.path().display()),
+        )
+        .env("GOCACHE", gopath.path().join("cache"))
+        .status()
+        .expect("go is installed");
+    assert!(built.success());
+
+    let ns = Netns::new();
+    let port = ns.echo_server();
+    let srv = server_with(Some(ns.path()), Config::default()).await;
+    let run = |args: Vec<String>| {
+        let bin = bin.clone();
+        async move {
+            let out = tokio::process::Command::new(bin)
+                .args(args)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        }
+    };
+
+    let url = srv
+        .get_exec(&exec_req(&["echo"], true, true, true, false))
+        .unwrap()
+        .url;
+    let out = run(vec!["exec".into(), url, "hello from go".into()]).await;
+    assert!(out.contains("status 101 v4.channel.k8s.io"), "{out}");
+    assert!(out.contains("ping ok true"), "{out}");
+    assert!(out.contains(r#"stdout "hello from go" <nil>"#), "{out}");
+    assert!(
+        out.contains(r#"error {"metadata":{},"status":"Success"} <nil>"#),
+        "{out}"
+    );
+
+    let url = srv
+        .get_port_forward(&api::PortForwardRequest {
+            pod_sandbox_id: "pod-1".into(),
+            port: vec![],
+        })
+        .unwrap()
+        .url;
+    let out = run(vec!["pf".into(), url, port.to_string(), "payload".into()]).await;
+    assert_eq!(
+        out.matches(r#"data "echo:payload" <nil>"#).count(),
+        2,
+        "{out}"
+    );
+}

@@ -61,10 +61,12 @@ impl Status {
 
     /// A command that ran and exited with `code` (non-zero).
     pub fn exit_code(cmd: &[String], code: i32) -> Self {
+        // Go's `%v` of a []string, which is how containerd words it.
+        let cmd = format!("[{}]", cmd.join(" "));
         Status {
             status: STATUS_FAILURE.into(),
             message: format!(
-                "command terminated with non-zero exit code: error executing command {cmd:?}, exit code {code}"
+                "command terminated with non-zero exit code: error executing command {cmd}, exit code {code}"
             ),
             reason: REASON_NON_ZERO_EXIT_CODE.into(),
             details: Some(StatusDetails {

@@ -396,7 +396,14 @@ async fn write_loop<W: AsyncWrite>(w: W, mut rx: mpsc::Receiver<Out>, shared: Ar
     let mut w = std::pin::pin!(w);
     let mut enc = FrameEncoder::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(msg) = rx.recv().await {
+    loop {
+        // Once the peer has hung up there is nobody to write to; stopping also releases the
+        // socket, which the reader alone cannot do.
+        let msg = tokio::select! {
+            msg = rx.recv() => msg,
+            () = shared.closed.cancelled() => None,
+        };
+        let Some(msg) = msg else { break };
         let mut finish = queue(msg, &mut enc, &mut buf, &shared);
         // Batch whatever else is already queued into one write.
         while !finish && buf.len() < 64 * 1024 {
