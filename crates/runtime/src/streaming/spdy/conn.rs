@@ -708,3 +708,7 @@ async fn handle(
     }
     true
 }
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
