@@ -831,6 +831,7 @@ async fn go_spdystream_client_interop() {
         .url;
     let out = run(vec!["exec".into(), url, "hello from go".into()]).await;
     assert!(out.contains("status 101 v4.channel.k8s.io"), "{out}");
+    assert!(out.contains(r#"upgrade "Upgrade" "SPDY/3.1""#), "{out}");
     assert!(out.contains("ping ok true"), "{out}");
     assert!(out.contains(r#"stdout "hello from go" <nil>"#), "{out}");
     assert!(

@@ -34,6 +34,8 @@ func main() {
 		panic(err)
 	}
 	fmt.Println("status", resp.StatusCode, resp.Header.Get("X-Stream-Protocol-Version"))
+	// What client-go's SpdyRoundTripper checks before it trusts the upgrade.
+	fmt.Printf("upgrade %q %q\n", resp.Header.Get("Connection"), resp.Header.Get("Upgrade"))
 	conn, err := spdystream.NewConnection(c, false)
 	if err != nil {
 		panic(err)
