@@ -853,3 +853,133 @@ async fn go_spdystream_client_interop() {
         "{out}"
     );
 }
+
+/// Real `kubectl exec` through a minimal fake API server that answers the pod GET and splices
+/// the exec upgrade onto a fresh streaming URL, as the API server and kubelet proxy do.
+/// kubectl ≥ 1.30 speaks WebSocket v5 first; `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false` makes it
+/// use SPDY. Needs `kubectl` on PATH.
+#[tokio::test]
+#[ignore = "needs kubectl"]
+async fn kubectl_exec_interop() {
+    let srv = Arc::new(server().await);
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = api.local_addr().unwrap();
+    let srv2 = srv.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut c, _) = api.accept().await.unwrap();
+            let srv = srv2.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).await.unwrap() == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8(head).unwrap();
+                let target = head.split(' ').nth(1).unwrap().to_owned();
+                if !target.contains("/exec") {
+                    // Legacy discovery, then the pod itself.
+                    let pod = match target.split('?').next().unwrap() {
+                        "/api" => {
+                            r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
+                        }
+                        "/apis" => r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#,
+                        "/api/v1" => {
+                            r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["get","list"]},{"name":"pods/exec","singularName":"","namespaced":true,"kind":"PodExecOptions","verbs":["create","get"]}]}"#
+                        }
+                        _ => {
+                            r#"{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p","namespace":"default"},"spec":{"containers":[{"name":"c1","image":"x"}]},"status":{"phase":"Running"}}"#
+                        }
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{pod}",
+                        pod.len()
+                    );
+                    c.write_all(resp.as_bytes()).await.unwrap();
+                    return;
+                }
+                let query = target.split_once('?').unwrap().1;
+                let has = |k: &str| {
+                    query
+                        .split('&')
+                        .any(|p| p == format!("{k}=true") || p == format!("{k}=1"))
+                };
+                let cmd: Vec<&str> = query
+                    .split('&')
+                    .filter_map(|p| p.strip_prefix("command="))
+                    .collect();
+                let url = srv
+                    .get_exec(&exec_req(
+                        &cmd,
+                        has("stdin"),
+                        has("stdout"),
+                        has("stderr"),
+                        has("tty"),
+                    ))
+                    .unwrap()
+                    .url;
+                let path = url
+                    .split_once(&srv.local_addr().to_string())
+                    .unwrap()
+                    .1
+                    .to_owned();
+                let head = head.replacen(&target, &path, 1);
+                let mut up = TcpStream::connect(srv.local_addr()).await.unwrap();
+                up.write_all(head.as_bytes()).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut up).await;
+            });
+        }
+    });
+    for websockets in ["true", "false"] {
+        for (cmd, want_code) in [(vec!["echo"], 0), (vec!["exit", "4"], 4)] {
+            let mut child = tokio::process::Command::new("kubectl")
+                .args([
+                    "--server",
+                    &format!("http://{api_addr}"),
+                    "exec",
+                    "-i",
+                    "p",
+                    "-c",
+                    "c1",
+                    "--",
+                ])
+                .args(&cmd)
+                .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets)
+                .env("KUBECONFIG", "/dev/null")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(b"through kubectl\n").await.unwrap();
+            drop(stdin);
+            let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+                .await
+                .expect("kubectl finishes")
+                .unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            eprintln!(
+                "websockets={websockets} {cmd:?}: {:?}\n{stdout}\n{stderr}",
+                out.status
+            );
+            assert_eq!(out.status.code(), Some(want_code), "{stderr}");
+            if want_code == 0 {
+                assert_eq!(stdout, "through kubectl\n");
+            } else {
+                assert_eq!(stdout, "out\n");
+                assert!(stderr.starts_with("err\n"), "{stderr}");
+                assert!(
+                    stderr.contains("command terminated with exit code 4"),
+                    "{stderr}"
+                );
+            }
+        }
+    }
+}
