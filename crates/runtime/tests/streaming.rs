@@ -854,21 +854,16 @@ async fn go_spdystream_client_interop() {
     );
 }
 
-/// Real `kubectl exec` through a minimal fake API server that answers the pod GET and splices
-/// the exec upgrade onto a fresh streaming URL, as the API server and kubelet proxy do.
-/// kubectl ≥ 1.30 speaks WebSocket v5 first; `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false` makes it
-/// use SPDY. Needs `kubectl` on PATH.
-#[tokio::test]
-#[ignore = "needs kubectl"]
-async fn kubectl_exec_interop() {
-    let srv = Arc::new(server().await);
+/// A minimal API server for kubectl: legacy discovery, a running pod `p` with container `c1`,
+/// and exec/portforward requests spliced onto fresh streaming URLs, as the API server's proxy
+/// and the kubelet do.
+async fn fake_api_server(srv: Arc<StreamingServer>) -> std::net::SocketAddr {
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api_addr = api.local_addr().unwrap();
-    let srv2 = srv.clone();
     tokio::spawn(async move {
         loop {
             let (mut c, _) = api.accept().await.unwrap();
-            let srv = srv2.clone();
+            let srv = srv.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut b = [0u8; 1];
@@ -880,7 +875,7 @@ async fn kubectl_exec_interop() {
                 }
                 let head = String::from_utf8(head).unwrap();
                 let target = head.split(' ').nth(1).unwrap().to_owned();
-                if !target.contains("/exec") {
+                if !target.contains("/exec") && !target.contains("/portforward") {
                     // Legacy discovery, then the pod itself.
                     let pod = match target.split('?').next().unwrap() {
                         "/api" => {
@@ -901,7 +896,7 @@ async fn kubectl_exec_interop() {
                     c.write_all(resp.as_bytes()).await.unwrap();
                     return;
                 }
-                let query = target.split_once('?').unwrap().1;
+                let query = target.split_once('?').map(|q| q.1).unwrap_or_default();
                 let has = |k: &str| {
                     query
                         .split('&')
@@ -911,16 +906,17 @@ async fn kubectl_exec_interop() {
                     .split('&')
                     .filter_map(|p| p.strip_prefix("command="))
                     .collect();
-                let url = srv
-                    .get_exec(&exec_req(
-                        &cmd,
-                        has("stdin"),
-                        has("stdout"),
-                        has("stderr"),
-                        has("tty"),
-                    ))
-                    .unwrap()
-                    .url;
+                let url = if target.contains("/portforward") {
+                    let req = api::PortForwardRequest {
+                        pod_sandbox_id: "pod-1".into(),
+                        port: vec![],
+                    };
+                    srv.get_port_forward(&req).unwrap().url
+                } else {
+                    let req =
+                        exec_req(&cmd, has("stdin"), has("stdout"), has("stderr"), has("tty"));
+                    srv.get_exec(&req).unwrap().url
+                };
                 let path = url
                     .split_once(&srv.local_addr().to_string())
                     .unwrap()
@@ -933,6 +929,18 @@ async fn kubectl_exec_interop() {
             });
         }
     });
+    api_addr
+}
+
+/// Real `kubectl exec` through a minimal fake API server that answers the pod GET and splices
+/// the exec upgrade onto a fresh streaming URL, as the API server and kubelet proxy do.
+/// kubectl ≥ 1.30 speaks WebSocket v5 first; `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false` makes it
+/// use SPDY. Needs `kubectl` on PATH.
+#[tokio::test]
+#[ignore = "needs kubectl"]
+async fn kubectl_exec_interop() {
+    let srv = Arc::new(server().await);
+    let api_addr = fake_api_server(srv).await;
     for websockets in ["true", "false"] {
         for (cmd, want_code) in [(vec!["echo"], 0), (vec!["exit", "4"], 4)] {
             let mut child = tokio::process::Command::new("kubectl")
@@ -982,4 +990,50 @@ async fn kubectl_exec_interop() {
             }
         }
     }
+}
+
+/// Real `kubectl port-forward` (SPDY) into a network namespace. Needs `kubectl` and root.
+#[tokio::test]
+#[ignore = "needs kubectl"]
+async fn kubectl_port_forward_interop() {
+    let ns = Netns::new();
+    let port = ns.echo_server();
+    let srv = Arc::new(server_with(Some(ns.path()), Config::default()).await);
+    let api_addr = fake_api_server(srv).await;
+    let mut child = tokio::process::Command::new("kubectl")
+        .args([
+            "--server",
+            &format!("http://{api_addr}"),
+            "port-forward",
+            "p",
+        ])
+        .arg(format!(":{port}"))
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .env("KUBECONFIG", "/dev/null")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::time::timeout(Duration::from_secs(20), lines.read_line(&mut line))
+        .await
+        .expect("kubectl starts forwarding")
+        .unwrap();
+    // "Forwarding from 127.0.0.1:41233 -> 8080"
+    let local: u16 = line
+        .split_once("127.0.0.1:")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    for i in 0..3 {
+        let mut c = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        c.write_all(format!("via kubectl {i}").as_bytes())
+            .await
+            .unwrap();
+        c.shutdown().await.unwrap();
+        assert_eq!(read_all(&mut c).await, format!("echo:via kubectl {i}"));
+    }
+    child.kill().await.unwrap();
 }
