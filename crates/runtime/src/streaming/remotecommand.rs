@@ -116,7 +116,10 @@ pub(crate) async fn serve_spdy(
             s.reject(RST_REFUSED_STREAM).await;
         }
     });
-    let read = |s: Stream| -> BoxRead { Box::pin(s) };
+    let read = |s: Stream| -> BoxRead {
+        s.leave_open_on_close();
+        Box::pin(s)
+    };
     let write = |s: Stream| -> BoxWrite { Box::pin(s) };
     let session = Session {
         stdin: streams.remove(STREAM_TYPE_STDIN).map(read),

@@ -9,8 +9,8 @@
 //!
 //! Stream states (per side): open → half-closed by a FIN (or the stream's
 //! [`tokio::io::AsyncWriteExt::shutdown`]) → closed when both sides are, or at once by
-//! RST_STREAM. [`Connection::close`] FINs whatever is still open, sends GOAWAY, shuts the
-//! socket's write half and lets the peer hang up (so nothing in flight is lost to a TCP reset).
+//! RST_STREAM. [`Connection::close`] FINs what is still open, sends GOAWAY and lets the peer
+//! hang up first (so nothing in flight is lost to a TCP reset).
 
 use std::collections::HashMap;
 use std::io;
@@ -54,7 +54,7 @@ pub enum ConnectionError {
 /// Queued for the writer task.
 pub(crate) enum Out {
     Frame(Frame),
-    /// FIN every stream still open on our side, GOAWAY, shut the write half, stop.
+    /// FIN every stream still open on our side (unless left open), then GOAWAY.
     Finish,
 }
 
@@ -72,6 +72,8 @@ struct StreamState {
     reply: Option<oneshot::Sender<Result<Headers, ConnectionError>>>,
     reset: Arc<AtomicBool>,
     local_fin: bool,
+    /// Whether [`Connection::close`] FINs this stream (see [`Stream::leave_open_on_close`]).
+    fin_on_close: bool,
 }
 
 struct Shared {
@@ -245,6 +247,15 @@ impl Stream {
         &self.headers
     }
 
+    /// Keeps [`Connection::close`] from FINning this stream. For streams only the peer writes
+    /// (stdin, resize): the kubelet never closes them, and kubectl treats their end as the
+    /// session ending under it, racing its own stdin copy; the connection's end closes them.
+    pub fn leave_open_on_close(&self) {
+        if let Some(st) = self.shared.streams().get_mut(&self.id) {
+            st.fin_on_close = false;
+        }
+    }
+
     /// Aborts the stream in both directions (RST_STREAM CANCEL).
     pub async fn reset(self) {
         if let Some(st) = self.shared.streams().remove(&self.id) {
@@ -333,6 +344,7 @@ impl Connection {
                 reply: Some(reply_tx),
                 reset: reset.clone(),
                 local_fin: false,
+                fin_on_close: true,
             },
         );
         let syn = Frame::SynStream {
@@ -367,8 +379,9 @@ impl Connection {
     }
 
     /// Ends the connection gracefully: queued data first, then FIN on every stream still open
-    /// on our side, GOAWAY, and the socket's write half shut. Waits up to `linger` for the
-    /// peer to hang up, then drops the socket.
+    /// on our side (unless left open), then GOAWAY. Waits up to `linger` for the peer to hang
+    /// up, then drops the socket. (The peer, not us, closes first, so nothing in flight is
+    /// lost to a TCP reset.)
     pub async fn close(&self, linger: Duration) {
         if !self.shared.finishing.swap(true, Ordering::AcqRel) {
             let _ = self.shared.out.send(Out::Finish).await;
@@ -400,6 +413,8 @@ async fn write_loop<W: AsyncWrite>(w: W, mut rx: mpsc::Receiver<Out>, shared: Ar
         // Once the peer has hung up there is nobody to write to; stopping also releases the
         // socket, which the reader alone cannot do.
         let msg = tokio::select! {
+            // Queued frames first: a pending Finish still goes out.
+            biased;
             msg = rx.recv() => msg,
             () = shared.closed.cancelled() => None,
         };
@@ -424,8 +439,8 @@ async fn write_loop<W: AsyncWrite>(w: W, mut rx: mpsc::Receiver<Out>, shared: Ar
             shared.activity.fetch_add(1, Ordering::Relaxed);
         }
         if finish {
-            let _ = w.shutdown().await;
-            break;
+            // Keep serving (PING echoes) until the peer hangs up or `close` gives up.
+            tracing::trace!("SPDY connection finished; waiting for the peer to hang up");
         }
     }
     // Later writes fail with BrokenPipe instead of queueing forever.
@@ -461,7 +476,9 @@ fn queue(msg: Out, enc: &mut FrameEncoder, buf: &mut BytesMut, shared: &Shared) 
             let mut map = shared.streams();
             let mut open: Vec<u32> = map
                 .iter()
-                .filter(|(_, st)| !st.local_fin && !st.reset.load(Ordering::Acquire))
+                .filter(|(_, st)| {
+                    st.fin_on_close && !st.local_fin && !st.reset.load(Ordering::Acquire)
+                })
                 .map(|(id, _)| *id)
                 .collect();
             open.sort_unstable();
@@ -605,6 +622,7 @@ async fn handle(
                             reply: None,
                             reset: reset.clone(),
                             local_fin: flags & FLAG_UNIDIRECTIONAL != 0,
+                            fin_on_close: true,
                         },
                     );
                 }
@@ -700,8 +718,12 @@ async fn handle(
             }
         }
         Frame::GoAway { .. } => {
-            // The peer opens no more streams; existing ones run to completion.
+            // The peer opens no more streams; existing ones run to completion. If we are
+            // finishing too, both ends are done: hang up rather than wait for each other.
             *incoming = None;
+            if shared.finishing.load(Ordering::Acquire) {
+                return false;
+            }
         }
         // No flow control: windows are not enforced in either direction (see the module docs).
         Frame::Settings { .. } | Frame::WindowUpdate { .. } => {}
