@@ -102,6 +102,20 @@ impl Shared {
         }
     }
 
+    /// The connection is gone: every reader sees end-of-file, every write and pending open
+    /// fails.
+    fn end(&self) {
+        let mut map = self.streams();
+        for (_, st) in map.drain() {
+            st.reset.store(true, Ordering::Release);
+            if let Some(reply) = st.reply {
+                let _ = reply.send(Err(ConnectionError::Closed));
+            }
+        }
+        drop(map);
+        self.closed.cancel();
+    }
+
     /// Drops a stream once both sides are done with it.
     fn gc(map: &mut HashMap<u32, StreamState>, id: u32) {
         if let Some(st) = map.get(&id) {
@@ -401,7 +415,8 @@ impl Connection {
         {
             t.abort();
         }
-        self.shared.closed.cancel();
+        // An aborted reader never runs its cleanup; streams must still see the end.
+        self.shared.end();
     }
 }
 
@@ -565,18 +580,8 @@ async fn read_loop<R: AsyncRead>(
             }
         }
     }
-    // The peer is gone: every reader sees end-of-file, every pending open fails.
     drop(incoming);
-    let mut map = shared.streams();
-    for st in map.values_mut() {
-        st.inbound = None;
-        if let Some(reply) = st.reply.take() {
-            let _ = reply.send(Err(ConnectionError::Closed));
-        }
-    }
-    map.clear();
-    drop(map);
-    shared.closed.cancel();
+    shared.end();
 }
 
 /// Routes one frame; false stops the connection.
