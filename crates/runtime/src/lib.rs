@@ -11,3 +11,4 @@ pub mod cri;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
+pub mod streaming;

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -268,6 +269,25 @@ pub fn ns_identity(path: &Path, kind: NsKind) -> io::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = fs::metadata(path)?;
     Ok(format!("{}:[{}]", kind.proc_name(), meta.ino()))
+}
+
+/// A TCP connection to `addr` made from inside the network namespace at `netns` (a pin file
+/// or `/proc/<pid>/ns/net`), for port-forwarding into a pod.
+///
+/// The socket is created on a throwaway thread that joins the namespace and exits right after
+/// `connect`, so the caller's threads never change namespace; a socket stays in the namespace
+/// it was created in, so the returned stream keeps talking to the pod. Blocking: call it from
+/// `spawn_blocking` in async code.
+pub fn connect_tcp_in_netns(netns: &Path, addr: SocketAddr) -> io::Result<TcpStream> {
+    let ns = fs::File::open(netns)?;
+    std::thread::Builder::new()
+        .name("netns-connect".into())
+        .spawn(move || {
+            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            TcpStream::connect(addr)
+        })?
+        .join()
+        .map_err(|_| io::Error::other("netns connect thread panicked"))?
 }
 
 #[cfg(test)]
