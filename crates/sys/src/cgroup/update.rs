@@ -219,8 +219,7 @@ impl Cgroups {
                 match write(&dir, "memory.swap.max", &v) {
                     // Without swap accounting, "no swap" and "unlimited swap" hold already.
                     Err(CgroupError::Write { ref source, .. })
-                        if source.kind() == io::ErrorKind::NotFound
-                            && (swap_max == 0 || swap_max < 0) => {}
+                        if source.kind() == io::ErrorKind::NotFound && swap_max <= 0 => {}
                     r => r?,
                 }
             }
