@@ -88,6 +88,10 @@ impl Runtime {
         stdio: Stdio,
     ) -> Result<i32, ContainerError> {
         libcontainer_compat(&mut spec);
+        // Compile the seccomp profile here, once per profile for the life of this process,
+        // instead of in every init (about 15 ms of CPU for RuntimeDefault). The config.json
+        // libcontainer reads then has no profile; the executor loads the program.
+        let seccomp = crate::seccomp::PrecompiledSeccomp::prepare(&mut spec);
         let bundle = self.bundle_dir(id);
         let config_path = bundle.join("config.json");
         spec.save(&config_path).map_err(|e| ContainerError::Io {
@@ -130,6 +134,10 @@ impl Runtime {
             let _ = deckhand_sys::process::set_child_subreaper();
             let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
                 .with_root_path(&state_root)
+                .map(|b| match seccomp {
+                    Some(executor) => b.with_executor(executor),
+                    None => b,
+                })
                 .map(|b| {
                     b.with_stdin(stdin)
                         .with_stdout(stdout)
