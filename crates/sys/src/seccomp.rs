@@ -69,6 +69,11 @@ impl BpfProgram {
         ))
     }
 
+    /// The instructions as `(code, jt, jf, k)`, the form [`BpfProgram::new`] takes.
+    pub fn instructions(&self) -> Vec<(u16, u8, u8, u32)> {
+        self.0.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect()
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -200,6 +205,7 @@ mod tests {
         let prog = deny_getppid();
         let captured = capture_filter(|| install_filter(&prog).is_ok()).unwrap();
         assert_eq!(captured, prog);
+        assert_eq!(BpfProgram::new(&captured.instructions()).unwrap(), captured);
 
         // Installing the captured program in another child enforces it.
         let pid = fork_child(move || {
