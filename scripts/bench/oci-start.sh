@@ -3,6 +3,8 @@
 # bundle, deckhand's path (crates/runtime/examples/oci-start.rs, libcontainer under a
 # subreaper, create in a forked helper) vs `runc run` on the same rootfs and the same
 # generated config.json. Needs root, runc, hyperfine, /bin/busybox.
+# deckhand caches the compiled seccomp program under its data dir (the warmup runs fill it),
+# as a node does; runc compiles the profile in every `runc init`.
 #
 #   scripts/bench/oci-start.sh            # hyperfine, 50 runs each (RUNS=N to change)
 #   SECCOMP=unconfined scripts/bench/oci-start.sh   # both without a seccomp filter
@@ -54,4 +56,8 @@ d, c = r["deckhand"], r["runc"]
 print(f"deckhand mean {d['mean']*1e3:.2f} ms (median {d['median']*1e3:.2f}), "
       f"runc mean {c['mean']*1e3:.2f} ms (median {c['median']*1e3:.2f})")
 print(f"ratio deckhand/runc: {d['mean']/c['mean']:.2f}x (goal <= 0.5x)")
+# CPU time (all processes of a run) is steadier than wall time on a shared host.
+cpu = lambda x: (x["user"] + x["system"]) * 1e3
+print(f"CPU user+sys per run: deckhand {cpu(d):.2f} ms, runc {cpu(c):.2f} ms, "
+      f"ratio {cpu(d)/cpu(c):.2f}x")
 PY

@@ -825,6 +825,14 @@ fn compiled(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Arc<BpfProgram>,
 /// version; the inode and mtime catch a rebuild), and libcontainer is linked into this
 /// executable (its size and mtime change with every build).
 fn cache_key(profile: &LinuxSeccomp) -> Result<String, String> {
+    static COMPILER: OnceLock<String> = OnceLock::new();
+    let compiler = COMPILER.get_or_init(compiler_identity);
+    let profile = serde_json::to_string(profile).map_err(|e| e.to_string())?;
+    Ok(format!("{compiler}\n{profile}"))
+}
+
+/// The loaded libseccomp and this executable, as `path:inode:size:mtime` lines.
+fn compiler_identity() -> String {
     use std::os::unix::fs::MetadataExt;
     let file_id = |p: &Path| {
         std::fs::metadata(p)
@@ -841,8 +849,7 @@ fn cache_key(profile: &LinuxSeccomp) -> Result<String, String> {
     let exe = std::fs::read_link("/proc/self/exe")
         .map(|p| file_id(&p))
         .unwrap_or_default();
-    let profile = serde_json::to_string(profile).map_err(|e| e.to_string())?;
-    Ok(format!("{libseccomp}\n{exe}\n{profile}"))
+    format!("{libseccomp}\n{exe}")
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -182,3 +182,36 @@ fn busy_container_shows_cpu_usage_growing() {
         Err(ContainerError::NotFound { .. })
     ));
 }
+
+/// The precompiled seccomp path hands libcontainer a config.json without the profile and with
+/// CAP_SYS_ADMIN kept for loading; once the container exists, the bundle must describe the
+/// container as it really is, for whatever reads it later (exec).
+#[test]
+fn bundle_config_keeps_the_real_profile_and_capabilities() {
+    let f = Fixture::new();
+    let id = f.id();
+    f.create(&id, &f.config(&["/bin/true"]), Stdio::default())
+        .unwrap();
+    let path = f
+        .tmp
+        .path()
+        .join("data/bundles")
+        .join(&id)
+        .join("config.json");
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(
+        spec["linux"]["seccomp"]["syscalls"].is_array(),
+        "no seccomp profile in {path:?}"
+    );
+    let caps = &spec["process"]["capabilities"];
+    for set in ["bounding", "effective", "permitted"] {
+        let set = caps[set].as_array().unwrap();
+        assert!(!set.iter().any(|c| c == "CAP_SYS_ADMIN"), "{caps}");
+    }
+    // The precompiled path was taken: its program is cached beside the runtime's state.
+    let cached = std::fs::read_dir(f.tmp.path().join("data/seccomp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(cached, 1, "no compiled seccomp program was cached");
+    f.rt.delete(&id, true).unwrap();
+}

@@ -92,7 +92,9 @@ impl Runtime {
         // dir) instead of in every init (about 15 ms of CPU for RuntimeDefault). The
         // config.json libcontainer reads then has no profile; the executor loads the program.
         let seccomp_cache = self.state_root.with_file_name("seccomp");
+        let full_spec = spec.clone();
         let seccomp = crate::seccomp::PrecompiledSeccomp::prepare(&mut spec, &seccomp_cache);
+        let precompiled = seccomp.is_some();
         let bundle = self.bundle_dir(id);
         let config_path = bundle.join("config.json");
         spec.save(&config_path).map_err(|e| ContainerError::Io {
@@ -194,14 +196,28 @@ impl Runtime {
         }
         match reply.split_once(' ') {
             Some(("ok", pid)) => {
-                pid.parse::<i32>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| ContainerError::Runtime {
+                let pid = pid.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    ContainerError::Runtime {
                         id: id.into(),
                         op: "create",
                         message: format!("helper reported no init pid ({reply:?})"),
-                    })
+                    }
+                })?;
+                if precompiled {
+                    // The bundle's config.json lacked the profile and granted CAP_SYS_ADMIN
+                    // only for the init's executor. Anything else that reads it later (an exec
+                    // through libcontainer's tenant builder) must see the container's real
+                    // profile and capabilities.
+                    full_spec
+                        .save(&config_path)
+                        .map_err(|e| ContainerError::Io {
+                            id: id.into(),
+                            op: "write config.json",
+                            path: config_path.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                }
+                Ok(pid)
             }
             Some(("err", message)) => Err(ContainerError::Runtime {
                 id: id.into(),
