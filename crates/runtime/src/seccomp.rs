@@ -5,9 +5,21 @@
 //! The profile depends on the container's capabilities (syscalls guarded by a capability are
 //! allowed only when the container has it, as upstream does) and on the kernel (`ptrace` only
 //! from 4.8, where seccomp can no longer be bypassed with it).
+//!
+//! Profiles are also compiled to BPF once per distinct profile ([`PrecompiledSeccomp`]):
+//! libseccomp took about 15 ms of CPU inside every container's init for RuntimeDefault, a
+//! third of the whole start.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use deckhand_sys::seccomp::BpfProgram;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{
+    Executor, ExecutorError, ExecutorSetEnvsError, ExecutorValidationError,
+};
+use oci_spec::runtime::{Capability, LinuxCapabilities, Spec};
 
 use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
@@ -620,6 +632,261 @@ pub fn unconditionally_allowed(profile: &LinuxSeccomp) -> BTreeSet<String> {
         .collect()
 }
 
+/// Syscalls that must stay allowed unconditionally after the filter is loaded for the
+/// precompiled path to be taken: the capture child stops itself (`raise`), and the init drops
+/// the capabilities it kept for loading (`capget`, `capset`, `prctl`) before it execs. A
+/// profile without them keeps libcontainer's own loading.
+const NEEDED_AFTER_LOAD: [&str; 9] = [
+    "capget",
+    "capset",
+    "prctl",
+    "rt_sigprocmask",
+    "gettid",
+    "getpid",
+    "tgkill",
+    "exit_group",
+    "execve",
+];
+
+/// A seccomp profile compiled to BPF in the runtime, installed by the container's init just
+/// before it reports ready, through a libcontainer [`Executor`].
+///
+/// Why an executor and extra capabilities: without `no_new_privs` (Kubernetes'
+/// `allowPrivilegeEscalation` defaults to true) loading a filter needs CAP_SYS_ADMIN, so
+/// libcontainer loads the profile before it drops capabilities, and offers no hook there; its
+/// executor runs after the drop. [`PrecompiledSeccomp::prepare`] therefore removes the profile
+/// from the spec libcontainer sees and lets libcontainer keep CAP_SYS_ADMIN; the executor loads
+/// the precompiled program, then applies the container's real capability sets with
+/// libcontainer's own `drop_privileges`, and only then lets libcontainer exec. The process that
+/// execs has the same filter (the very program libseccomp generated, read back from the kernel)
+/// and the same capability sets as before. If dropping fails, create fails: the container
+/// never runs with the extra capability.
+#[derive(Clone)]
+pub struct PrecompiledSeccomp {
+    program: Arc<BpfProgram>,
+    /// The container's capabilities, to restore after loading; `None` when nothing was added.
+    restore_caps: Option<LinuxCapabilities>,
+}
+
+impl std::fmt::Debug for PrecompiledSeccomp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrecompiledSeccomp")
+            .field("program", &self.program)
+            .field("restores_caps", &self.restore_caps.is_some())
+            .finish()
+    }
+}
+
+impl PrecompiledSeccomp {
+    /// Take `spec`'s seccomp profile out of the spec for libcontainer (already in
+    /// libcontainer's argument order, see `create::libcontainer_compat`) and return the
+    /// executor that loads it precompiled. `None` (spec unchanged, libcontainer loads the
+    /// profile as before) when there is no profile, when the profile needs features the
+    /// precompiled path does not carry (flags, notify, a listener), when it blocks a syscall
+    /// the path needs, or when compiling fails.
+    ///
+    /// Compiled programs are cached in memory and in `cache_dir` (the runtime's data dir), so
+    /// a short-lived process (one shim per pod) does not compile again either.
+    pub fn prepare(spec: &mut Spec, cache_dir: &Path) -> Option<Self> {
+        let mut linux = spec.linux().clone()?;
+        let profile = linux.seccomp().clone()?;
+        if !precompilable(&profile) {
+            return None;
+        }
+        let program = match compiled(&profile, cache_dir) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "precompiling seccomp profile; libcontainer compiles it in the init");
+                return None;
+            }
+        };
+        let mut process = spec.process().clone()?;
+        let nnp = process.no_new_privileges() == Some(true);
+        let mut restore_caps = None;
+        if let (false, Some(caps)) = (nnp, process.capabilities().clone()) {
+            let has = |set: &Option<_>| {
+                set.as_ref()
+                    .is_some_and(|s: &std::collections::HashSet<Capability>| {
+                        s.contains(&Capability::SysAdmin)
+                    })
+            };
+            if !(has(caps.bounding()) && has(caps.effective()) && has(caps.permitted())) {
+                let mut kept = caps.clone();
+                let add = |set: &Option<std::collections::HashSet<Capability>>| {
+                    let mut s = set.clone().unwrap_or_default();
+                    s.insert(Capability::SysAdmin);
+                    Some(s)
+                };
+                kept.set_bounding(add(caps.bounding()));
+                kept.set_effective(add(caps.effective()));
+                kept.set_permitted(add(caps.permitted()));
+                process.set_capabilities(Some(kept));
+                restore_caps = Some(caps);
+            }
+        }
+        linux.set_seccomp(None);
+        spec.set_linux(Some(linux));
+        spec.set_process(Some(process));
+        Some(Self {
+            program,
+            restore_caps,
+        })
+    }
+}
+
+impl Executor for PrecompiledSeccomp {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+
+    /// The last step libcontainer runs in the init before it reports ready (so a failure here
+    /// fails create, as a failed libcontainer seccomp load did).
+    fn setup_envs(
+        &self,
+        envs: std::collections::HashMap<String, String>,
+    ) -> Result<(), ExecutorSetEnvsError> {
+        deckhand_sys::seccomp::install_filter(&self.program)
+            .map_err(|e| ExecutorSetEnvsError::Other(e.to_string()))?;
+        if let Some(caps) = &self.restore_caps {
+            let syscall = libcontainer::syscall::syscall::create_syscall();
+            libcontainer::capabilities::drop_privileges(caps, syscall.as_ref()).map_err(|e| {
+                ExecutorSetEnvsError::Other(format!(
+                    "dropping the capabilities kept to load seccomp: {e}"
+                ))
+            })?;
+        }
+        DefaultExecutor {}.setup_envs(envs)
+    }
+}
+
+/// Whether a profile can take the precompiled path (see [`NEEDED_AFTER_LOAD`]).
+pub fn precompilable(profile: &LinuxSeccomp) -> bool {
+    let notify = |a: LinuxSeccompAction| a == LinuxSeccompAction::ScmpActNotify;
+    if profile.flags().as_ref().is_some_and(|f| !f.is_empty())
+        || profile.listener_path().is_some()
+        || notify(profile.default_action())
+        || profile
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| notify(r.action()))
+    {
+        return false;
+    }
+    let allowed = unconditionally_allowed(profile);
+    NEEDED_AFTER_LOAD.iter().all(|n| allowed.contains(*n))
+}
+
+/// The BPF program libcontainer (libseccomp) generates for `profile`, compiled once per
+/// distinct profile: looked up in memory, then in `cache_dir`, and only then compiled in a
+/// forked child (see [`deckhand_sys::seccomp::capture_filter`]).
+fn compiled(profile: &LinuxSeccomp, cache_dir: &Path) -> Result<Arc<BpfProgram>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<BpfProgram>>>> = OnceLock::new();
+    let key = cache_key(profile)?;
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = cache.get(&key) {
+        return Ok(p.clone());
+    }
+    // A few profiles per node (one per capability set); bound it anyway.
+    if cache.len() >= 64 {
+        cache.clear();
+    }
+    let file = cache_dir.join(format!("{:016x}.json", {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }));
+    let program = match load_cached(&file, &key) {
+        Some(p) => p,
+        None => {
+            let p = deckhand_sys::seccomp::capture_filter(|| {
+                libcontainer::seccomp::initialize_seccomp(profile).is_ok()
+            })
+            .map_err(|e| e.to_string())?;
+            if let Err(e) = store_cached(&file, &key, &p) {
+                tracing::warn!(path = %file.display(), error = %e, "caching compiled seccomp profile");
+            }
+            p
+        }
+    };
+    let program = Arc::new(program);
+    cache.insert(key, program.clone());
+    Ok(program)
+}
+
+/// What the compiled program depends on: the profile, and the compiler. libseccomp is a
+/// shared library that may be upgraded under a running node (its file name carries the
+/// version; the inode and mtime catch a rebuild), and libcontainer is linked into this
+/// executable (its size and mtime change with every build).
+fn cache_key(profile: &LinuxSeccomp) -> Result<String, String> {
+    static COMPILER: OnceLock<String> = OnceLock::new();
+    let compiler = COMPILER.get_or_init(compiler_identity);
+    let profile = serde_json::to_string(profile).map_err(|e| e.to_string())?;
+    Ok(format!("{compiler}\n{profile}"))
+}
+
+/// The loaded libseccomp and this executable, as `path:inode:size:mtime` lines.
+fn compiler_identity() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let file_id = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| format!("{}:{}:{}:{}", p.display(), m.ino(), m.size(), m.mtime()))
+            .unwrap_or_default()
+    };
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let libseccomp = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("libseccomp.so"))
+        .map(|p| file_id(Path::new(p)))
+        .unwrap_or_default();
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| file_id(&p))
+        .unwrap_or_default();
+    format!("{libseccomp}\n{exe}")
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedProgram {
+    key: String,
+    program: Vec<(u16, u8, u8, u32)>,
+}
+
+/// The program stored for `key`, if the file holds exactly that key (the file name is only a
+/// 64-bit hash of it).
+fn load_cached(file: &Path, key: &str) -> Option<BpfProgram> {
+    let bytes = std::fs::read(file).ok()?;
+    let cached: CachedProgram = serde_json::from_slice(&bytes).ok()?;
+    if cached.key != key {
+        return None;
+    }
+    BpfProgram::new(&cached.program).ok()
+}
+
+fn store_cached(file: &Path, key: &str, program: &BpfProgram) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let json = serde_json::to_vec(&CachedProgram {
+        key: key.to_owned(),
+        program: program.instructions(),
+    })
+    .map_err(std::io::Error::other)?;
+    // Write then rename: a concurrent reader sees the old file or the whole new one.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,5 +1018,104 @@ mod tests {
             load_localhost(&t.path().join("missing.json")),
             Err(SeccompError::Read { .. })
         ));
+    }
+
+    fn default_spec() -> Spec {
+        let host = crate::spec::HostFacts {
+            effective_caps: u64::MAX >> 23,
+            oom_score_adj: 0,
+            cgroup_v2: false,
+            kernel: KernelVersion(6, 1),
+        };
+        let config = crate::spec::ContainerConfig {
+            rootfs: "/r".into(),
+            args: vec!["true".into()],
+            ..Default::default()
+        };
+        config.to_oci_spec("c", &host).unwrap()
+    }
+
+    #[test]
+    fn only_plain_profiles_that_allow_the_drop_are_precompiled() {
+        let spec = default_spec();
+        let p = spec.linux().as_ref().unwrap().seccomp().clone().unwrap();
+        assert!(precompilable(&p));
+        let mut no_capset = p.clone();
+        let rules = no_capset
+            .syscalls()
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|mut r| {
+                let names = r.names().iter().filter(|n| *n != "capset").cloned();
+                r.set_names(names.collect());
+                r
+            })
+            .collect();
+        no_capset.set_syscalls(Some(rules));
+        assert!(!precompilable(&no_capset));
+        let mut flagged = p.clone();
+        flagged.set_flags(Some(vec![
+            oci_spec::runtime::LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+        ]));
+        assert!(!precompilable(&flagged));
+        let mut notify = p;
+        notify.set_default_action(LinuxSeccompAction::ScmpActNotify);
+        assert!(!precompilable(&notify));
+    }
+
+    #[test]
+    fn cached_program_is_used_only_for_its_own_key() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("c/x.json");
+        let prog = BpfProgram::new(&[(0x06, 0, 0, 0x7fff_0000)]).unwrap();
+        store_cached(&f, "key-a", &prog).unwrap();
+        assert_eq!(load_cached(&f, "key-a"), Some(prog));
+        assert_eq!(load_cached(&f, "key-b"), None);
+        std::fs::write(&f, b"{torn").unwrap();
+        assert_eq!(load_cached(&f, "key-a"), None);
+    }
+
+    #[test]
+    fn prepare_moves_the_profile_into_the_executor_and_keeps_sys_admin_for_loading() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "compiling captures a filter with ptrace: run as root"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let mut spec = default_spec();
+        let before = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert!(!before
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+        let exec = PrecompiledSeccomp::prepare(&mut spec, t.path()).expect("precompiled");
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
+        let kept = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        for set in [kept.bounding(), kept.effective(), kept.permitted()] {
+            assert!(set.as_ref().unwrap().contains(&Capability::SysAdmin));
+        }
+        assert_eq!(kept.inheritable(), before.inheritable());
+        assert_eq!(exec.restore_caps.as_ref(), Some(&before));
+        // The x86_64 RuntimeDefault program is a few hundred instructions.
+        assert!(exec.program.len() > 100, "{:?}", exec.program);
+        // The program is on disk for the next process.
+        let files: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+        assert_eq!(files.len(), 1);
+        // No profile, nothing to do.
+        assert!(PrecompiledSeccomp::prepare(&mut spec, t.path()).is_none());
     }
 }

@@ -1,6 +1,7 @@
 //! cgroupfs access that the runtime needs beside what `libcontainer` does: detecting the
 //! hierarchy layout (v1, hybrid, v2), locating a cgroup's directory for a controller, reading
-//! the OOM-kill counter of a container, and removing cgroup subtrees (pod and test parents).
+//! the OOM-kill counter and usage statistics of a container ([`stats`]), changing its limits
+//! while it runs ([`update`]), and removing cgroup subtrees (pod and test parents).
 //!
 //! Every function takes the cgroupfs root (normally `/sys/fs/cgroup`) as a parameter so tests
 //! can point it at fixture directories.
@@ -9,6 +10,15 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+mod stats;
+mod update;
+
+pub use stats::{
+    memory_from_stat, parse_limit, parse_v1_throttling, parse_v2_cpu_stat, CgroupStats, CpuStats,
+    MemoryStats, PidsStats, Throttling,
+};
+pub use update::{shares_to_weight, ResourceUpdate};
 
 /// Default mount point of cgroupfs.
 pub const DEFAULT_ROOT: &str = "/sys/fs/cgroup";
@@ -32,6 +42,29 @@ pub enum CgroupError {
     },
     #[error("{path}: no {key} entry")]
     MissingKey { path: PathBuf, key: String },
+    /// A cgroup file holds something else than the kernel writes there (not retryable).
+    #[error("{path}: unexpected content {text:?}")]
+    Malformed { path: PathBuf, text: String },
+    /// The kernel refused a new limit: EINVAL for a value out of range or one that conflicts
+    /// with another limit or the parent's, ENOENT when the cgroup is gone.
+    #[error("write {value:?} to {path}: {source}")]
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The requested change cannot be expressed on this host (not retryable).
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    /// v1 memory limit below what the cgroup uses and the kernel could not reclaim (EBUSY);
+    /// a retry may succeed once the container frees memory.
+    #[error("{path}: cannot lower the memory limit to {limit} bytes: the cgroup uses {usage} bytes that cannot be reclaimed")]
+    LimitBelowUsage {
+        path: PathBuf,
+        limit: i64,
+        usage: u64,
+    },
     /// The cgroup still has processes after the removal retries; retry after killing them.
     #[error("remove cgroup {path}: still busy after retries: {source}")]
     Busy {

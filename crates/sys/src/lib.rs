@@ -11,3 +11,4 @@ pub mod mount;
 pub mod ns;
 pub mod privilege;
 pub mod process;
+pub mod seccomp;

@@ -88,6 +88,13 @@ impl Runtime {
         stdio: Stdio,
     ) -> Result<i32, ContainerError> {
         libcontainer_compat(&mut spec);
+        // Compile the seccomp profile once per profile (cached in memory and under the data
+        // dir) instead of in every init (about 15 ms of CPU for RuntimeDefault). The
+        // config.json libcontainer reads then has no profile; the executor loads the program.
+        let seccomp_cache = self.state_root.with_file_name("seccomp");
+        let full_spec = spec.clone();
+        let seccomp = crate::seccomp::PrecompiledSeccomp::prepare(&mut spec, &seccomp_cache);
+        let precompiled = seccomp.is_some();
         let bundle = self.bundle_dir(id);
         let config_path = bundle.join("config.json");
         spec.save(&config_path).map_err(|e| ContainerError::Io {
@@ -130,6 +137,10 @@ impl Runtime {
             let _ = deckhand_sys::process::set_child_subreaper();
             let built = ContainerBuilder::new(id.to_owned(), SyscallType::default())
                 .with_root_path(&state_root)
+                .map(|b| match seccomp {
+                    Some(executor) => b.with_executor(executor),
+                    None => b,
+                })
                 .map(|b| {
                     b.with_stdin(stdin)
                         .with_stdout(stdout)
@@ -185,14 +196,28 @@ impl Runtime {
         }
         match reply.split_once(' ') {
             Some(("ok", pid)) => {
-                pid.parse::<i32>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| ContainerError::Runtime {
+                let pid = pid.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                    ContainerError::Runtime {
                         id: id.into(),
                         op: "create",
                         message: format!("helper reported no init pid ({reply:?})"),
-                    })
+                    }
+                })?;
+                if precompiled {
+                    // The bundle's config.json lacked the profile and granted CAP_SYS_ADMIN
+                    // only for the init's executor. Anything else that reads it later (an exec
+                    // through libcontainer's tenant builder) must see the container's real
+                    // profile and capabilities.
+                    full_spec
+                        .save(&config_path)
+                        .map_err(|e| ContainerError::Io {
+                            id: id.into(),
+                            op: "write config.json",
+                            path: config_path.clone(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?;
+                }
+                Ok(pid)
             }
             Some(("err", message)) => Err(ContainerError::Runtime {
                 id: id.into(),

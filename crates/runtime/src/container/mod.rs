@@ -19,7 +19,9 @@ mod delete;
 mod exec;
 mod kill;
 mod start;
+mod stats;
 mod status;
+mod update;
 mod wait;
 
 use std::os::fd::OwnedFd;
@@ -30,6 +32,7 @@ use deckhand_sys::cgroup::Cgroups;
 use crate::spec::{ContainerConfig, HostFacts};
 
 pub use exec::ExecConfig;
+pub use stats::{ContainerStats, LayerUsage};
 pub use status::{ContainerState, ContainerStatus, ExitRecord};
 
 #[derive(Debug, thiserror::Error)]
