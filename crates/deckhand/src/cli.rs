@@ -65,7 +65,12 @@ pub struct RuntimeArgs {
     #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
     pub cni_conf_dir: std::path::PathBuf,
     /// Directories searched for CNI plugin binaries (repeat or separate with ':').
-    #[arg(long, value_name = "DIR", value_delimiter = ':', default_value = "/opt/cni/bin:/usr/lib/cni")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        value_delimiter = ':',
+        default_value = "/opt/cni/bin:/usr/lib/cni"
+    )]
     pub cni_bin_dir: Vec<std::path::PathBuf>,
     /// Address of the streaming server for exec, attach and port-forward URLs.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]

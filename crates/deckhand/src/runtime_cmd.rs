@@ -13,6 +13,7 @@ pub async fn run(data_dir: &Path, args: RuntimeArgs) -> Result<()> {
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
     let mut config = ServerConfig::new(data_dir, socket);
+    config.stream_address = args.stream_address;
     let cni = deckhand_cni::CniCaller::new(deckhand_cni::CniConfig {
         conf_dir: args.cni_conf_dir.clone(),
         bin_dirs: args.cni_bin_dir.clone(),

@@ -256,10 +256,10 @@ struct Runtime {
 impl Runtime {
     async fn start() -> Runtime {
         let dir = tempfile::tempdir().unwrap();
-        let server = CriServer::bind(ServerConfig {
-            data_dir: dir.path().join("data"),
-            socket: dir.path().join("run/cri.sock"),
-        })
+        let server = CriServer::bind(ServerConfig::new(
+            dir.path().join("data"),
+            dir.path().join("run/cri.sock"),
+        ))
         .await
         .unwrap();
         let socket = server.socket().to_path_buf();

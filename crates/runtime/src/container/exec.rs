@@ -52,7 +52,11 @@ impl Runtime {
                 .write(true)
                 .open("/dev/null")
                 .map(OwnedFd::from)
-                .map_err(io_err(id, "open /dev/null", std::path::Path::new("/dev/null")))
+                .map_err(io_err(
+                    id,
+                    "open /dev/null",
+                    std::path::Path::new("/dev/null"),
+                ))
         };
         let stdin = stdio.stdin.map_or_else(devnull, Ok)?;
         let stdout = stdio.stdout.map_or_else(devnull, Ok)?;
@@ -85,14 +89,13 @@ pub(crate) fn run_in_helper(
     op: &'static str,
     f: impl FnOnce() -> Result<i32, String>,
 ) -> Result<i32, ContainerError> {
-    let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
-        ContainerError::Io {
+    let (rx, tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
             id: id.into(),
             op: "pipe",
             path: Default::default(),
             source: e.into(),
-        }
-    })?;
+        })?;
     let helper = deckhand_sys::process::fork_child(|| {
         let mut tx = std::fs::File::from(tx);
         let _ = deckhand_sys::process::set_child_subreaper();
@@ -138,18 +141,25 @@ pub(crate) fn run_in_helper(
     match std::fs::File::from(rx).read_to_string(&mut reply) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(e) => return Err(io_err(id, "read helper result", std::path::Path::new("pipe"))(e)),
+        Err(e) => {
+            return Err(io_err(
+                id,
+                "read helper result",
+                std::path::Path::new("pipe"),
+            )(e))
+        }
     }
     match reply.split_once(' ') {
-        Some(("ok", pid)) => pid
-            .parse::<i32>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| ContainerError::Runtime {
-                id: id.into(),
-                op,
-                message: format!("helper reported no pid ({reply:?})"),
-            }),
+        Some(("ok", pid)) => {
+            pid.parse::<i32>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| ContainerError::Runtime {
+                    id: id.into(),
+                    op,
+                    message: format!("helper reported no pid ({reply:?})"),
+                })
+        }
         Some(("err", message)) => Err(ContainerError::Runtime {
             id: id.into(),
             op,

@@ -28,7 +28,11 @@ impl Runtime {
         };
         deckhand_sys::process::signal_pid(state.pid, signal as i32).map_err(process_err)?;
         if all {
-            let controller = if self.cgroups.mode().is_v2() { "" } else { "memory" };
+            let controller = if self.cgroups.mode().is_v2() {
+                ""
+            } else {
+                "memory"
+            };
             for pid in self
                 .cgroups
                 .procs(controller, &state.cgroup_path)

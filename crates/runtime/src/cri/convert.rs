@@ -50,7 +50,10 @@ pub fn process_env(c: &api::ContainerConfig, image: &Image) -> Vec<String> {
     env
 }
 
-fn seccomp_of(profile: Option<&api::SecurityProfile>, legacy_path: &str) -> Result<SeccompProfile, Status> {
+fn seccomp_of(
+    profile: Option<&api::SecurityProfile>,
+    legacy_path: &str,
+) -> Result<SeccompProfile, Status> {
     if let Some(p) = profile {
         return match p.profile_type {
             0 => Ok(SeccompProfile::RuntimeDefault),
@@ -230,12 +233,23 @@ pub fn container_config(
     let cwd = if !req.working_dir.is_empty() {
         PathBuf::from(&req.working_dir)
     } else {
-        PathBuf::from(image.config.working_dir.clone().unwrap_or_else(|| "/".into()))
+        PathBuf::from(
+            image
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".into()),
+        )
     };
     let sysctls: BTreeMap<String, String> = sb_config
         .linux
         .as_ref()
-        .map(|l| l.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|l| {
+            l.sysctls
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     Ok(ContainerConfig {
         rootfs: rootfs.to_owned(),

@@ -17,6 +17,7 @@ pub mod network;
 pub mod runtime_service;
 pub mod server;
 pub mod state;
+pub mod streaming;
 
 pub use error::status_from_store;
 pub use image_service::ImageService;

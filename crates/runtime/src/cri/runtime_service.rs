@@ -24,6 +24,7 @@ use super::state::{self, ContainerRecord, Layout, SandboxRecord, SandboxState};
 use crate::container::{ContainerState, ContainerStatus, Runtime, RuntimeConfig};
 use crate::shim::protocol::{ErrorKind, FrameKind, Request as ShimRequest};
 use crate::shim::{ShimClient, ShimClientError};
+use crate::streaming::StreamingServer;
 
 /// CRI API version this server speaks.
 const API_VERSION: &str = "v1";
@@ -50,6 +51,8 @@ pub struct RuntimeServiceConfig {
 #[derive(Clone)]
 pub struct RuntimeService {
     inner: Arc<Inner>,
+    /// Serves the URLs Exec/Attach/PortForward return (set by [`RuntimeService::start_streaming`]).
+    streaming: Option<Arc<StreamingServer>>,
 }
 
 struct Inner {
@@ -101,6 +104,50 @@ impl RuntimeService {
                 containers: Mutex::new(containers),
                 locks: Mutex::new(HashMap::new()),
             }),
+            streaming: None,
+        })
+    }
+
+    /// Start the streaming server (exec, attach, port-forward) on `config.addr`.
+    pub async fn start_streaming(
+        mut self,
+        config: crate::streaming::Config,
+    ) -> Result<RuntimeService, crate::streaming::ServerError> {
+        let server =
+            StreamingServer::start(config, super::streaming::ShimStreaming::new(self.clone()))
+                .await?;
+        self.streaming = Some(Arc::new(server));
+        Ok(self)
+    }
+
+    /// The shim of a running container (exec and attach need one).
+    pub(crate) fn running_container_shim(&self, id: &str) -> Result<(ShimClient, String), Status> {
+        let r = self.inner.container(id)?;
+        if self.inner.oci_state(id).map(|s| s.status) != Some(ContainerStatus::Running) {
+            return Err(Status::failed_precondition(format!(
+                "container {id} is not running"
+            )));
+        }
+        Ok((self.inner.shim(&r.sandbox_id), r.sandbox_id))
+    }
+
+    /// The pinned network namespace of a sandbox (`None`: host network).
+    pub(crate) fn sandbox_netns(&self, id: &str) -> Result<Option<PathBuf>, Status> {
+        let s = self.inner.sandbox(id)?;
+        if s.host_network {
+            return Ok(None);
+        }
+        if s.state != SandboxState::Ready {
+            return Err(Status::failed_precondition(format!(
+                "pod sandbox {id} is not ready"
+            )));
+        }
+        Ok(Some(self.inner.layout.sandbox_dir(id).join("ns/net")))
+    }
+
+    fn streaming(&self) -> Result<&StreamingServer, Status> {
+        self.streaming.as_deref().ok_or_else(|| {
+            Status::unavailable("the streaming server is not running (start the runtime with it)")
         })
     }
 }
@@ -129,10 +176,7 @@ fn sandbox_state_value(s: SandboxState) -> i32 {
     }
 }
 
-fn labels_match(
-    labels: &HashMap<String, String>,
-    selector: &HashMap<String, String>,
-) -> bool {
+fn labels_match(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -147,7 +191,9 @@ fn parse_signal(s: &str) -> Option<i32> {
     } else {
         format!("SIG{name}")
     };
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 impl Inner {
@@ -217,7 +263,9 @@ impl Inner {
                 "pod sandbox metadata needs a name and a namespace",
             ));
         }
-        if !runtime_handler.is_empty() && runtime_handler != "runc" && runtime_handler != RUNTIME_NAME
+        if !runtime_handler.is_empty()
+            && runtime_handler != "runc"
+            && runtime_handler != RUNTIME_NAME
         {
             return Err(Status::invalid_argument(format!(
                 "runtime handler {runtime_handler:?} is not configured (deckhand has one handler: \
@@ -227,7 +275,10 @@ impl Inner {
         // One sandbox per name, namespace, uid and attempt (containerd reserves the name).
         if let Some(existing) = self.sandboxes.lock().unwrap().values().find(|s| {
             let m = s.metadata();
-            m.name == meta.name && m.namespace == meta.namespace && m.uid == meta.uid && m.attempt == meta.attempt
+            m.name == meta.name
+                && m.namespace == meta.namespace
+                && m.uid == meta.uid
+                && m.attempt == meta.attempt
         }) {
             return Err(Status::already_exists(format!(
                 "pod sandbox {}/{} (uid {}, attempt {}) already exists as {}: remove it first",
@@ -308,7 +359,11 @@ impl Inner {
             kinds.push(NsKind::Ipc);
         }
         let hostname = if config.hostname.is_empty() {
-            config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default()
+            config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default()
         } else {
             config.hostname.clone()
         };
@@ -339,9 +394,7 @@ impl Inner {
             let addrs = net
                 .setup(&record.id, &dir.join("ns/net"), config)
                 .await
-                .map_err(|m| {
-                    Status::internal(format!("setting up the pod network failed: {m}"))
-                })?;
+                .map_err(|m| Status::internal(format!("setting up the pod network failed: {m}")))?;
             record.cni_attached = true;
             record.ip = addrs.ip;
             record.additional_ips = addrs.additional_ips;
@@ -440,7 +493,13 @@ impl Inner {
         let _ = std::fs::remove_file(self.layout.shim_socket(id));
         let dir = self.layout.sandbox_dir(id);
         std::fs::remove_dir_all(&dir)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| internal(format!("removing {}: {e}", dir.display())))?;
         self.sandboxes.lock().unwrap().remove(id);
         self.locks.lock().unwrap().remove(id);
@@ -542,14 +601,17 @@ impl Inner {
             image_id: image.id.to_string(),
             image_ref: format!(
                 "{}@{}",
-                image.name.split_once(':').map_or(image.name.as_str(), |(n, _)| {
-                    // Keep the registry port, drop the tag.
-                    if n.contains('/') || !image.name.contains('/') {
-                        n
-                    } else {
-                        image.name.as_str()
-                    }
-                }),
+                image
+                    .name
+                    .split_once(':')
+                    .map_or(image.name.as_str(), |(n, _)| {
+                        // Keep the registry port, drop the tag.
+                        if n.contains('/') || !image.name.contains('/') {
+                            n
+                        } else {
+                            image.name.as_str()
+                        }
+                    }),
                 image.digest
             ),
             stop_signal: image.config.stop_signal.clone(),
@@ -566,7 +628,10 @@ impl Inner {
         };
         let lock = self.lock_for(&id);
         let _g = lock.lock().await;
-        match self.create_container_inner(&sandbox, &record, &config, &image).await {
+        match self
+            .create_container_inner(&sandbox, &record, &config, &image)
+            .await
+        {
             Ok(()) => Ok(id),
             Err(e) => {
                 self.cleanup_container_files(&record).await;
@@ -671,7 +736,10 @@ impl Inner {
             Err(_) => return Ok(()),
         };
         let state = self.oci_state(id);
-        if state.as_ref().is_none_or(|s| s.status == ContainerStatus::Stopped) {
+        if state
+            .as_ref()
+            .is_none_or(|s| s.status == ContainerStatus::Stopped)
+        {
             return Ok(());
         }
         let shim = self.shim(&r.sandbox_id);
@@ -705,7 +773,11 @@ impl Inner {
         })
         .await
         .map_err(shim_status)?;
-        match shim.wait(id, Duration::from_secs(30)).await.map_err(shim_status)? {
+        match shim
+            .wait(id, Duration::from_secs(30))
+            .await
+            .map_err(shim_status)?
+        {
             Some(_) => Ok(()),
             None => Err(Status::deadline_exceeded(format!(
                 "container {id} did not exit 30 s after SIGKILL (process in uninterruptible \
@@ -762,15 +834,21 @@ impl Inner {
                     s.started_at.as_ref().map(ns).unwrap_or(0),
                     s.exit.as_ref().map(|e| ns(&e.finished_at)).unwrap_or(0),
                     s.exit.as_ref().map(|e| e.exit_code).unwrap_or(0),
-                    s.exit.as_ref().map(|e| e.reason.clone()).unwrap_or_default(),
+                    s.exit
+                        .as_ref()
+                        .map(|e| e.reason.clone())
+                        .unwrap_or_default(),
                 )
             }
-            None => (api::ContainerState::ContainerUnknown, 0, 0, 0, String::new()),
+            None => (
+                api::ContainerState::ContainerUnknown,
+                0,
+                0,
+                0,
+                String::new(),
+            ),
         };
-        let linux_res = config
-            .linux
-            .as_ref()
-            .and_then(|l| l.resources.clone());
+        let linux_res = config.linux.as_ref().and_then(|l| l.resources.clone());
         Ok(api::ContainerStatus {
             id: r.id.clone(),
             metadata: config.metadata.clone(),
@@ -846,7 +924,9 @@ impl Inner {
                     FrameKind::Stdin => {}
                 }
             }
-            Err(internal(format!("exec in {id}: the shim closed the stream early")))
+            Err(internal(format!(
+                "exec in {id}: the shim closed the stream early"
+            )))
         };
         let (stdout, stderr, exit_code) = if timeout > 0 {
             tokio::time::timeout(Duration::from_secs(timeout as u64), collect)
@@ -871,7 +951,6 @@ impl Inner {
         id: &str,
         linux: Option<api::LinuxContainerResources>,
     ) -> Result<(), Status> {
-        #[allow(unused_mut)]
         let mut r = self.container(id)?;
         let Some(res) = linux else {
             return Ok(());
@@ -886,9 +965,17 @@ impl Inner {
             cpuset_cpus: Some(res.cpuset_cpus.clone()).filter(|s| !s.is_empty()),
             cpuset_mems: Some(res.cpuset_mems.clone()).filter(|s| !s.is_empty()),
         };
-        let _ = &resources;
-        return Err(Status::unimplemented("MERGE-PENDING update_resources"));
-        #[allow(unreachable_code)]
+        self.oci
+            .update_resources(id, &resources)
+            .map_err(|e| match e {
+                crate::container::ContainerError::NotFound { .. } => {
+                    Status::not_found(e.to_string())
+                }
+                crate::container::ContainerError::InvalidState { .. } => {
+                    Status::failed_precondition(e.to_string())
+                }
+                e => internal(format!("updating resources: {e}")),
+            })?;
         // Remember them: ContainerStatus reports the resources in force.
         let mut config = r.config();
         let mut linux_cfg = config.linux.unwrap_or_default();
@@ -903,30 +990,32 @@ impl Inner {
     fn container_stats(&self, r: &ContainerRecord) -> api::ContainerStats {
         let config = r.config();
         let now = state::now_ns();
-        let (cpu, memory) = match Err::<OciStats, ()>(()) {
+        let (cpu, memory) = match self.oci.stats(&r.id) {
             Ok(s) => (
                 Some(api::CpuUsage {
                     timestamp: now,
                     usage_core_nano_seconds: Some(api::UInt64Value {
-                        value: s.cpu_usage_ns,
+                        value: s.cpu.usage_ns,
                     }),
                     usage_nano_cores: None,
                 }),
                 Some(api::MemoryUsage {
                     timestamp: now,
                     working_set_bytes: Some(api::UInt64Value {
-                        value: s.memory_working_set,
+                        value: s.memory.working_set,
                     }),
                     available_bytes: None,
                     usage_bytes: Some(api::UInt64Value {
-                        value: s.memory_usage,
+                        value: s.memory.usage,
                     }),
-                    rss_bytes: Some(api::UInt64Value { value: s.memory_rss }),
+                    rss_bytes: Some(api::UInt64Value {
+                        value: s.memory.rss,
+                    }),
                     page_faults: Some(api::UInt64Value {
-                        value: s.page_faults,
+                        value: s.memory.page_faults,
                     }),
                     major_page_faults: Some(api::UInt64Value {
-                        value: s.major_page_faults,
+                        value: s.memory.major_page_faults,
                     }),
                 }),
             ),
@@ -954,16 +1043,6 @@ impl Inner {
             swap: None,
         }
     }
-}
-
-// MERGE-PENDING: replaced by the container layer's stats.
-struct OciStats {
-    cpu_usage_ns: u64,
-    memory_working_set: u64,
-    memory_usage: u64,
-    memory_rss: u64,
-    page_faults: u64,
-    major_page_faults: u64,
 }
 
 /// Bytes used under `dir` (a container's writable layer), without following symlinks.
@@ -1002,7 +1081,9 @@ impl RuntimeServiceApi for RuntimeService {
 
     async fn status(&self, _r: Request<api::StatusRequest>) -> CriResult<api::StatusResponse> {
         let network = match &self.inner.network {
-            None => Err("no CNI configuration: pass --cni-conf-dir with a network config".to_string()),
+            None => {
+                Err("no CNI configuration: pass --cni-conf-dir with a network config".to_string())
+            }
             Some(n) => n.status().await,
         };
         let conditions = vec![
@@ -1042,14 +1123,18 @@ impl RuntimeServiceApi for RuntimeService {
             .config
             .ok_or_else(|| Status::invalid_argument("RunPodSandbox without a config"))?;
         let id = self.inner.run_sandbox(config, r.runtime_handler).await?;
-        Ok(Response::new(api::RunPodSandboxResponse { pod_sandbox_id: id }))
+        Ok(Response::new(api::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
     async fn stop_pod_sandbox(
         &self,
         r: Request<api::StopPodSandboxRequest>,
     ) -> CriResult<api::StopPodSandboxResponse> {
-        self.inner.stop_sandbox(&r.into_inner().pod_sandbox_id).await?;
+        self.inner
+            .stop_sandbox(&r.into_inner().pod_sandbox_id)
+            .await?;
         Ok(Response::new(api::StopPodSandboxResponse {}))
     }
 
@@ -1069,11 +1154,7 @@ impl RuntimeServiceApi for RuntimeService {
     ) -> CriResult<api::PodSandboxStatusResponse> {
         let r = r.into_inner();
         let status = self.inner.sandbox_status(&r.pod_sandbox_id)?;
-        let containers = if r.verbose {
-            Vec::new()
-        } else {
-            Vec::new()
-        };
+        let containers = if r.verbose { Vec::new() } else { Vec::new() };
         Ok(Response::new(api::PodSandboxStatusResponse {
             status: Some(status),
             info: HashMap::new(),
@@ -1151,7 +1232,9 @@ impl RuntimeServiceApi for RuntimeService {
         let r = r.into_inner();
         // An unknown id is NotFound here (containerd does the same); a known, stopped one is Ok.
         self.inner.container(&r.container_id)?;
-        self.inner.stop_container(&r.container_id, r.timeout).await?;
+        self.inner
+            .stop_container(&r.container_id, r.timeout)
+            .await?;
         Ok(Response::new(api::StopContainerResponse {}))
     }
 
@@ -1170,12 +1253,20 @@ impl RuntimeServiceApi for RuntimeService {
         r: Request<api::ListContainersRequest>,
     ) -> CriResult<api::ListContainersResponse> {
         let filter = r.into_inner().filter.unwrap_or_default();
-        let records: Vec<ContainerRecord> =
-            self.inner.containers.lock().unwrap().values().cloned().collect();
+        let records: Vec<ContainerRecord> = self
+            .inner
+            .containers
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
         let containers = records
             .into_iter()
             .filter(|c| filter.id.is_empty() || c.id.starts_with(&filter.id))
-            .filter(|c| filter.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&filter.pod_sandbox_id))
+            .filter(|c| {
+                filter.pod_sandbox_id.is_empty() || c.sandbox_id.starts_with(&filter.pod_sandbox_id)
+            })
             .filter_map(|c| {
                 let state = self.inner.container_state_value(&c.id);
                 if filter.state.as_ref().is_some_and(|v| v.state != state) {
@@ -1221,7 +1312,9 @@ impl RuntimeServiceApi for RuntimeService {
         r: Request<api::UpdateContainerResourcesRequest>,
     ) -> CriResult<api::UpdateContainerResourcesResponse> {
         let r = r.into_inner();
-        self.inner.update_resources(&r.container_id, r.linux).await?;
+        self.inner
+            .update_resources(&r.container_id, r.linux)
+            .await?;
         Ok(Response::new(api::UpdateContainerResourcesResponse {}))
     }
 
@@ -1256,25 +1349,25 @@ impl RuntimeServiceApi for RuntimeService {
         Ok(Response::new(resp))
     }
 
-    async fn exec(&self, _r: Request<api::ExecRequest>) -> CriResult<api::ExecResponse> {
-        Err(Status::unimplemented(
-            "Exec streaming is not served yet by deckhand's runtime; ExecSync works",
-        ))
+    async fn exec(&self, r: Request<api::ExecRequest>) -> CriResult<api::ExecResponse> {
+        let r = r.into_inner();
+        self.running_container_shim(&r.container_id)?;
+        Ok(Response::new(self.streaming()?.get_exec(&r)?))
     }
 
-    async fn attach(&self, _r: Request<api::AttachRequest>) -> CriResult<api::AttachResponse> {
-        Err(Status::unimplemented(
-            "Attach streaming is not served yet by deckhand's runtime",
-        ))
+    async fn attach(&self, r: Request<api::AttachRequest>) -> CriResult<api::AttachResponse> {
+        let r = r.into_inner();
+        self.running_container_shim(&r.container_id)?;
+        Ok(Response::new(self.streaming()?.get_attach(&r)?))
     }
 
     async fn port_forward(
         &self,
-        _r: Request<api::PortForwardRequest>,
+        r: Request<api::PortForwardRequest>,
     ) -> CriResult<api::PortForwardResponse> {
-        Err(Status::unimplemented(
-            "PortForward streaming is not served yet by deckhand's runtime",
-        ))
+        let r = r.into_inner();
+        self.sandbox_netns(&r.pod_sandbox_id)?;
+        Ok(Response::new(self.streaming()?.get_port_forward(&r)?))
     }
 
     async fn container_stats(
@@ -1292,8 +1385,14 @@ impl RuntimeServiceApi for RuntimeService {
         r: Request<api::ListContainerStatsRequest>,
     ) -> CriResult<api::ListContainerStatsResponse> {
         let filter = r.into_inner().filter.unwrap_or_default();
-        let records: Vec<ContainerRecord> =
-            self.inner.containers.lock().unwrap().values().cloned().collect();
+        let records: Vec<ContainerRecord> = self
+            .inner
+            .containers
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
         let stats = records
             .iter()
             .filter(|c| filter.id.is_empty() || c.id.starts_with(&filter.id))
@@ -1302,7 +1401,10 @@ impl RuntimeServiceApi for RuntimeService {
             })
             .filter(|c| labels_match(&c.config().labels, &filter.label_selector))
             // Only running containers have usage (as containerd lists them).
-            .filter(|c| self.inner.container_state_value(&c.id) == api::ContainerState::ContainerRunning as i32)
+            .filter(|c| {
+                self.inner.container_state_value(&c.id)
+                    == api::ContainerState::ContainerRunning as i32
+            })
             .map(|c| self.inner.container_stats(c))
             .collect();
         Ok(Response::new(api::ListContainerStatsResponse { stats }))
@@ -1314,7 +1416,9 @@ impl RuntimeServiceApi for RuntimeService {
     ) -> CriResult<api::PodSandboxStatsResponse> {
         let id = r.into_inner().pod_sandbox_id;
         let stats = self.sandbox_stats(&id)?;
-        Ok(Response::new(api::PodSandboxStatsResponse { stats: Some(stats) }))
+        Ok(Response::new(api::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
@@ -1414,15 +1518,30 @@ impl RuntimeService {
             .collect();
         let containers: Vec<api::ContainerStats> = records
             .iter()
-            .filter(|c| self.inner.container_state_value(&c.id) == api::ContainerState::ContainerRunning as i32)
+            .filter(|c| {
+                self.inner.container_state_value(&c.id)
+                    == api::ContainerState::ContainerRunning as i32
+            })
             .map(|c| self.inner.container_stats(c))
             .collect();
         let now = state::now_ns();
         let sum = |f: &dyn Fn(&api::ContainerStats) -> Option<u64>| -> u64 {
             containers.iter().filter_map(f).sum()
         };
-        let cpu = sum(&|c| c.cpu.as_ref()?.usage_core_nano_seconds.as_ref().map(|v| v.value));
-        let ws = sum(&|c| c.memory.as_ref()?.working_set_bytes.as_ref().map(|v| v.value));
+        let cpu = sum(&|c| {
+            c.cpu
+                .as_ref()?
+                .usage_core_nano_seconds
+                .as_ref()
+                .map(|v| v.value)
+        });
+        let ws = sum(&|c| {
+            c.memory
+                .as_ref()?
+                .working_set_bytes
+                .as_ref()
+                .map(|v| v.value)
+        });
         let usage = sum(&|c| c.memory.as_ref()?.usage_bytes.as_ref().map(|v| v.value));
         let rss = sum(&|c| c.memory.as_ref()?.rss_bytes.as_ref().map(|v| v.value));
         Ok(api::PodSandboxStats {

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub shim_binary: PathBuf,
     /// Pod networking (CNI); `None`: only host-network pods can run.
     pub network: Option<std::sync::Arc<dyn super::PodNetwork>>,
+    /// Where the streaming server (exec, attach, port-forward URLs) listens.
+    pub stream_address: std::net::SocketAddr,
 }
 
 impl ServerConfig {
@@ -39,6 +41,7 @@ impl ServerConfig {
             socket: socket.into(),
             shim_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("deckhand")),
             network: None,
+            stream_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
 }
@@ -50,6 +53,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("socket", &self.socket)
             .field("shim_binary", &self.shim_binary)
             .field("network", &self.network.is_some())
+            .field("stream_address", &self.stream_address)
             .finish()
     }
 }
@@ -130,6 +134,15 @@ impl CriServer {
         .map_err(|message| ServerError::State {
             data_dir: config.data_dir.clone(),
             message,
+        })?
+        .start_streaming(crate::streaming::Config {
+            addr: config.stream_address,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| ServerError::State {
+            data_dir: config.data_dir.clone(),
+            message: format!("streaming server: {e}"),
         })?;
         let socket = config.socket;
         let io = |source| ServerError::Socket {

@@ -96,13 +96,24 @@ pub enum ErrorKind {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Ok,
-    Pong { pid: i32 },
-    Created { pid: i32 },
-    Exited { exit: ExitRecord },
-    States { states: Vec<ContainerState> },
+    Pong {
+        pid: i32,
+    },
+    Created {
+        pid: i32,
+    },
+    Exited {
+        exit: ExitRecord,
+    },
+    States {
+        states: Vec<ContainerState>,
+    },
     /// Exec/attach accepted: frames follow on this connection.
     Streaming,
-    Error { kind: ErrorKind, message: String },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// Frame kinds on an exec/attach stream.
@@ -153,7 +164,10 @@ pub fn parse_frame(buf: &[u8]) -> io::Result<Option<(FrameKind, &[u8], usize)>> 
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;
     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     if buf.len() < 5 + len {
         return Ok(None);
@@ -169,7 +183,10 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<(FrameKind, Vec<u8>)> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
     if len > MAX_FRAME {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     let mut payload = vec![0; len];
     r.read_exact(&mut payload)?;
@@ -195,7 +212,14 @@ mod tests {
     #[test]
     fn requests_are_tagged_json_lines() {
         let r: Request = serde_json::from_str(r#"{"op":"kill","id":"c","signal":15}"#).unwrap();
-        assert!(matches!(r, Request::Kill { signal: 15, all: false, .. }));
+        assert!(matches!(
+            r,
+            Request::Kill {
+                signal: 15,
+                all: false,
+                ..
+            }
+        ));
         let s = serde_json::to_string(&Response::Error {
             kind: ErrorKind::NotFound,
             message: "x".into(),
