@@ -183,7 +183,7 @@ pub fn sigchld_fd() -> Result<nix::sys::signalfd::SignalFd, ProcessError> {
 /// (Counts the children of the calling thread, which is all of them in a single-threaded
 /// process such as a forked helper.)
 pub fn has_children() -> bool {
-    fs::read_to_string("/proc/thread-self/children").map_or(false, |s| !s.trim().is_empty())
+    fs::read_to_string("/proc/thread-self/children").is_ok_and(|s| !s.trim().is_empty())
 }
 
 /// Whether `pid` exists and is not a zombie.

@@ -1154,7 +1154,23 @@ impl RuntimeServiceApi for RuntimeService {
     ) -> CriResult<api::PodSandboxStatusResponse> {
         let r = r.into_inner();
         let status = self.inner.sandbox_status(&r.pod_sandbox_id)?;
-        let containers = if r.verbose { Vec::new() } else { Vec::new() };
+        // The pod's container statuses (as the evented PLEG reads them), with verbose only.
+        let containers = if r.verbose {
+            let ids: Vec<String> = self
+                .inner
+                .containers
+                .lock()
+                .unwrap()
+                .values()
+                .filter(|c| c.sandbox_id == r.pod_sandbox_id)
+                .map(|c| c.id.clone())
+                .collect();
+            ids.iter()
+                .filter_map(|id| self.inner.container_status(id).ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(api::PodSandboxStatusResponse {
             status: Some(status),
             info: HashMap::new(),
