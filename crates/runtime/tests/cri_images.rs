@@ -346,16 +346,32 @@ async fn version_and_status() {
     assert_eq!(network_ready.reason, "NetworkPluginNotReady");
     assert!(!network_ready.message.is_empty());
 
-    let err = client
+    // An empty runtime lists nothing (and does not refuse).
+    let listed = client
         .list_containers(api::ListContainersRequest::default())
         .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.containers.is_empty());
+    // Pod networking needs a CNI config; without one only host-network pods run, and the
+    // refusal says what to configure.
+    let err = client
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(api::PodSandboxConfig {
+                metadata: Some(api::PodSandboxMetadata {
+                    name: "p".into(),
+                    uid: "u".into(),
+                    namespace: "default".into(),
+                    attempt: 0,
+                }),
+                ..Default::default()
+            }),
+            runtime_handler: String::new(),
+        })
+        .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(
-        err.message().contains("ListContainers") && err.message().contains("not implemented"),
-        "{}",
-        err.message()
-    );
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("cni"), "{}", err.message());
     drop(client);
     runtime.stop().await;
 }
