@@ -234,6 +234,68 @@ pub fn signal_pid(pid: i32, signal: i32) -> Result<(), ProcessError> {
     }
 }
 
+/// Start a minimal init in a new PID namespace and return its pid (as the caller sees it).
+///
+/// Containers of a pod that shares one PID namespace join it through `/proc/<pid>/ns/pid`:
+/// the namespace lives as long as this process, which only reaps the orphans reparented to it
+/// (no pause image needed). The caller forks, so it must be single-threaded; it should be a
+/// subreaper, since the init is reparented to it when the intermediate child exits.
+pub fn spawn_pid_namespace_init() -> Result<i32, ProcessError> {
+    let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|source| ProcessError::Syscall { op: "pipe", source })?;
+    let child = fork_child(move || {
+        if nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_err() {
+            return 1;
+        }
+        // The first child after unshare is PID 1 of the new namespace.
+        match fork_child(pid_namespace_init) {
+            Ok(pid) => {
+                let mut tx = fs::File::from(tx);
+                let _ = io::Write::write_all(&mut tx, pid.as_raw().to_string().as_bytes());
+                0
+            }
+            Err(_) => 2,
+        }
+    })?;
+    let exit = wait_exit(child)?;
+    // The init inherited the pipe's write end (no exec closes it), so EOF never comes: the
+    // intermediate wrote the pid before exiting; read what is there without blocking.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&rx),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|source| ProcessError::Syscall {
+        op: "fcntl",
+        source,
+    })?;
+    let mut reply = String::new();
+    let _ = io::Read::read_to_string(&mut fs::File::from(rx), &mut reply);
+    match reply.trim().parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(ProcessError::Syscall {
+            op: match exit {
+                Exit::Code(1) => "unshare(CLONE_NEWPID)",
+                _ => "fork the PID namespace init",
+            },
+            source: nix::Error::EPERM,
+        }),
+    }
+}
+
+/// PID 1 of a pod's shared PID namespace: wait for SIGCHLD, reap, repeat. Signals without a
+/// handler do not reach a namespace's init, so only SIGKILL from outside ends it.
+fn pid_namespace_init() -> i32 {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    let _ = nix::sys::prctl::set_name(c"pod-init");
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    loop {
+        let _ = set.wait();
+        while let Ok(Some(_)) = reap_any() {}
+    }
+}
+
 /// Linux capability number of `CAP_SYS_RESOURCE`.
 pub const CAP_SYS_RESOURCE: u32 = 24;
 

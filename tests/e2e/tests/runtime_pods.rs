@@ -127,7 +127,7 @@ async fn run_container(
             sandbox_config: Some(sandbox.clone()),
         })
         .await
-        .unwrap_or_else(|e| panic!("create {name}: {e}"))
+        .unwrap_or_else(|e| panic!("create {name}: {e}\n{}", shim_logs(sandbox)))
         .into_inner()
         .container_id;
     c.start_container(api::StartContainerRequest {
@@ -136,6 +136,39 @@ async fn run_container(
     .await
     .unwrap_or_else(|e| panic!("start {name}: {e}"));
     id
+}
+
+/// The shim logs of every sandbox under the sandbox's data dir (for failure messages).
+fn shim_logs(sandbox: &api::PodSandboxConfig) -> String {
+    let data = Path::new(&sandbox.log_directory)
+        .parent()
+        .unwrap()
+        .join("data/runtime/sandboxes");
+    let mut out = String::new();
+    for e in std::fs::read_dir(data).into_iter().flatten().flatten() {
+        out += &std::fs::read_to_string(e.path().join("shim.log")).unwrap_or_default();
+        let rec = std::fs::read_to_string(e.path().join("sandbox.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&rec) {
+            let pid = v["pod_init_pid"].as_i64().unwrap_or(0);
+            out += &format!(
+                "pod init {pid}: {}\n",
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .unwrap_or_else(|e| e.to_string())
+            );
+        }
+    }
+    // Container logs too: a failed create's init reports its error on stderr.
+    for d in std::fs::read_dir(&sandbox.log_directory)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for f in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            out += &format!("--- {}\n", f.path().display());
+            out += &std::fs::read_to_string(f.path()).unwrap_or_default();
+        }
+    }
+    out
 }
 
 async fn status(c: &mut RuntimeServiceClient<Channel>, id: &str) -> api::ContainerStatus {
@@ -273,6 +306,18 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
         (&b"hi\n"[..], &b"no\n"[..], 7)
     );
+    // The sandbox asked for a pod-wide PID namespace (mode POD): its PID 1 is the shim's
+    // minimal init, not the container's shell.
+    let r = c
+        .exec_sync(api::ExecSyncRequest {
+            container_id: long.clone(),
+            cmd: vec!["cat".into(), "/proc/1/comm".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "pod-init\n");
     let t0 = Instant::now();
     let err = c
         .exec_sync(api::ExecSyncRequest {

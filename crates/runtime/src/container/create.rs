@@ -88,6 +88,9 @@ impl Runtime {
         stdio: Stdio,
     ) -> Result<i32, ContainerError> {
         libcontainer_compat(&mut spec);
+        if !self.host.cgroup_v2 {
+            drop_v1_cgroup_mount_when_joining_pid_ns(&mut spec);
+        }
         // Compile the seccomp profile once per profile (cached in memory and under the data
         // dir) instead of in every init (about 15 ms of CPU for RuntimeDefault). The
         // config.json libcontainer reads then has no profile; the executor loads the program.
@@ -256,6 +259,33 @@ fn reap_children_for(limit: std::time::Duration) {
             Ok(_) => {}
             Err(_) => return, // ECHILD: nothing left
         }
+    }
+}
+
+/// libcontainer 0.7 mounts a v1 `cgroup` file system by reading `/proc/<pid>/cgroup` with the
+/// init's pid as seen inside its PID namespace, but from the host's `/proc`. In a new PID
+/// namespace that is pid 1 (which exists); joining a pod's shared PID namespace gives a small
+/// pid that the host usually does not have, and the create fails ("procfs NotFound /proc/9").
+/// Such containers get no `/sys/fs/cgroup` on v1 hosts (v2 mounts cgroup2 without the lookup).
+pub(crate) fn drop_v1_cgroup_mount_when_joining_pid_ns(spec: &mut Spec) {
+    let joins_pid_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|nss| {
+            nss.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_some()
+            })
+        });
+    if !joins_pid_ns {
+        return;
+    }
+    if let Some(mounts) = spec.mounts().clone() {
+        let kept: Vec<_> = mounts
+            .into_iter()
+            .filter(|m| m.typ().as_deref() != Some("cgroup"))
+            .collect();
+        spec.set_mounts(Some(kept));
     }
 }
 

@@ -17,7 +17,6 @@ use crate::spec::{
 
 /// `NamespaceMode` values of the CRI (`POD`, `CONTAINER`, `NODE`, `TARGET`).
 pub const NS_POD: i32 = 0;
-pub const NS_CONTAINER: i32 = 1;
 pub const NS_NODE: i32 = 2;
 
 /// The process a container runs: CRI command/args over the image's entrypoint/cmd, as Docker
@@ -203,7 +202,11 @@ pub fn container_config(
         },
         pid: match ns_opts.pid {
             NS_NODE => NamespaceMode::Host,
-            // Pod-shared PID namespaces are not supported yet: each container gets its own.
+            NS_POD if sandbox.pod_init_pid > 0 => NamespaceMode::Path(PathBuf::from(format!(
+                "/proc/{}/ns/pid",
+                sandbox.pod_init_pid
+            ))),
+            // NS_CONTAINER, or a pod without a shared namespace.
             _ => NamespaceMode::New,
         },
     };

@@ -239,8 +239,40 @@ impl Inner {
 
     /// The container's state as recorded by its shim; `None` when there is no record (its
     /// shim died before creating it, or it was deleted underneath us).
+    ///
+    /// An init that has ended but whose exit the shim has not recorded yet (it reaps on its
+    /// next loop turn) still shows as running: reporting "exited" without the exit code would
+    /// make the kubelet act on a status that is about to change. If the shim itself is gone,
+    /// the exit will never be recorded: the container is reported exited, reason `Unknown`.
     fn oci_state(&self, id: &str) -> Option<ContainerState> {
-        self.oci.state(id).ok()
+        let mut st = self.oci.state(id).ok()?;
+        if st.status == ContainerStatus::Stopped && st.exit.is_none() {
+            let shim_alive = self
+                .containers
+                .lock()
+                .unwrap()
+                .get(id)
+                .and_then(|c| {
+                    self.sandboxes
+                        .lock()
+                        .unwrap()
+                        .get(&c.sandbox_id)
+                        .map(|s| s.shim_pid)
+                })
+                .is_some_and(deckhand_sys::process::alive);
+            if shim_alive {
+                st.status = ContainerStatus::Running;
+            } else {
+                st.exit = Some(crate::container::ExitRecord {
+                    exit_code: 255,
+                    signal: None,
+                    oom_killed: false,
+                    reason: "Unknown".into(),
+                    finished_at: chrono::Utc::now(),
+                });
+            }
+        }
+        Some(st)
     }
 
     fn network_ready(&self) -> bool {
@@ -326,6 +358,7 @@ impl Inner {
             additional_ips: Vec::new(),
             cni_attached: false,
             shim_pid: 0,
+            pod_init_pid: 0,
         };
         record.set_config(&config);
         let lock = self.lock_for(&id);
@@ -334,6 +367,8 @@ impl Inner {
             Ok(()) => Ok(id),
             Err(e) => {
                 // Never leave half a sandbox behind.
+                let _ = self.shim(&id).call(&ShimRequest::Shutdown).await;
+                let _ = std::fs::remove_file(self.layout.shim_socket(&id));
                 self.teardown_sandbox(&record).await;
                 let _ = std::fs::remove_dir_all(self.layout.sandbox_dir(&id));
                 self.sandboxes.lock().unwrap().remove(&id);
@@ -415,12 +450,34 @@ impl Inner {
         .await
         .map_err(|e| internal(format!("starting the pod's shim: {e}")))?;
         record.shim_pid = pid;
+        let pid_mode = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.as_ref())
+            .map_or(convert::NS_POD, |n| n.pid);
+        if pid_mode == convert::NS_POD {
+            // The pod shares one PID namespace (shareProcessNamespace): its init lives in the
+            // shim, which reaps it; containers join it by /proc path.
+            match self
+                .shim(&record.id)
+                .call(&ShimRequest::PodInit)
+                .await
+                .map_err(shim_status)?
+            {
+                crate::shim::protocol::Response::Created { pid } => record.pod_init_pid = pid,
+                other => return Err(internal(format!("pod init: unexpected answer {other:?}"))),
+            }
+        }
         self.save_sandbox(record)
     }
 
     /// Undo the network and the namespace pins (idempotent, best effort, logs failures).
     async fn teardown_sandbox(&self, record: &SandboxRecord) {
         let dir = self.layout.sandbox_dir(&record.id);
+        if record.pod_init_pid > 0 {
+            let _ = deckhand_sys::process::signal_pid(record.pod_init_pid, libc::SIGKILL);
+        }
         if record.cni_attached || !record.host_network {
             if let Some(net) = &self.network {
                 if let Err(e) = net
@@ -462,6 +519,7 @@ impl Inner {
         if record.state == SandboxState::Ready {
             self.teardown_sandbox(&record).await;
             record.cni_attached = false;
+            record.pod_init_pid = 0;
             record.state = SandboxState::NotReady;
             self.save_sandbox(&record)?;
         }

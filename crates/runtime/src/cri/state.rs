@@ -47,6 +47,9 @@ pub struct SandboxRecord {
     #[serde(default)]
     pub cni_attached: bool,
     pub shim_pid: i32,
+    /// PID 1 of the pod's shared PID namespace (0: none, containers get their own).
+    #[serde(default)]
+    pub pod_init_pid: i32,
 }
 
 impl SandboxRecord {

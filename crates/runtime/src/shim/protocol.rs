@@ -77,7 +77,11 @@ pub enum Request {
         #[serde(default)]
         stdin: bool,
     },
-    /// Exit the shim (after the last container of the pod was deleted).
+    /// Start the pod's shared PID namespace: a minimal init whose namespace containers join
+    /// through `/proc/<pid>/ns/pid` (answered with `Created { pid }`).
+    PodInit,
+    /// Exit the shim (after the last container of the pod was deleted); the pod's init, if
+    /// any, is killed.
     Shutdown,
 }
 

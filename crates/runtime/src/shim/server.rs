@@ -175,6 +175,8 @@ struct Shim {
     conns: Vec<Option<Conn>>,
     containers: BTreeMap<String, Container>,
     execs: HashMap<i32, ExecProcess>,
+    /// PID 1 of the pod's shared PID namespace, when the pod has one.
+    pod_init: Option<i32>,
     shutdown: bool,
 }
 
@@ -218,6 +220,7 @@ impl Shim {
             conns: Vec::new(),
             containers: BTreeMap::new(),
             execs: HashMap::new(),
+            pod_init: None,
             shutdown: false,
         })
     }
@@ -449,7 +452,20 @@ impl Shim {
                 stdin,
             } => self.exec(t, &id, args, env, stdin),
             Request::Attach { id, stdin } => self.attach(t, &id, stdin),
+            Request::PodInit => match self.pod_init {
+                Some(pid) => Ok(Response::Created { pid }),
+                None => match deckhand_sys::process::spawn_pid_namespace_init() {
+                    Ok(pid) => {
+                        self.pod_init = Some(pid);
+                        Ok(Response::Created { pid })
+                    }
+                    Err(e) => Err(ContainerError::Setup(format!("pod PID namespace: {e}"))),
+                },
+            },
             Request::Shutdown => {
+                if let Some(pid) = self.pod_init.take() {
+                    let _ = deckhand_sys::process::signal_pid(pid, libc::SIGKILL);
+                }
                 self.shutdown = true;
                 Ok(Response::Ok)
             }
@@ -495,7 +511,7 @@ impl Shim {
             })?),
             None => None,
         };
-        let state = self.rt.create_with_spec(
+        let created = self.rt.create_with_spec(
             id,
             spec,
             Stdio {
@@ -503,13 +519,33 @@ impl Shim {
                 stdout: Some(out_w),
                 stderr: Some(err_w),
             },
-        )?;
+        );
+        let out_r = nonblocking(out_r);
+        let err_r = nonblocking(err_r);
+        let state = match created {
+            Ok(s) => s,
+            Err(ContainerError::Runtime { id, op, message }) => {
+                // libcontainer's init reports the cause of a failed setup on the container's
+                // stderr (the top-level error says only "failed to prepare rootfs").
+                let mut detail = [0u8; 4096];
+                let n = (&err_r).read(&mut detail).unwrap_or(0);
+                let detail = String::from_utf8_lossy(&detail[..n]);
+                let detail = detail.trim();
+                let message = if detail.is_empty() {
+                    message
+                } else {
+                    format!("{message}; init said: {detail}")
+                };
+                return Err(ContainerError::Runtime { id, op, message });
+            }
+            Err(e) => return Err(e),
+        };
         self.containers.insert(
             id.to_owned(),
             Container {
                 pid: state.pid,
                 log,
-                out: [Some(nonblocking(out_r)), Some(nonblocking(err_r))],
+                out: [Some(out_r), Some(err_r)],
                 stdin: in_w.map(File::from),
                 stdin_once,
                 waiters: Vec::new(),
@@ -815,6 +851,11 @@ impl Shim {
                     return;
                 }
             };
+            if self.pod_init == Some(pid) {
+                tracing::warn!(pid, "the pod's PID namespace init ended");
+                self.pod_init = None;
+                continue;
+            }
             if let Some(mut e) = self.execs.remove(&pid) {
                 for s in [Stream::Stdout, Stream::Stderr] {
                     self.read_exec_stream(&mut e, s);
