@@ -148,9 +148,9 @@ impl CriEnv {
         r.map_err(|e| {
             let log = self.runtime_log();
             let lines: Vec<&str> = log.lines().collect();
-            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            let tail = lines[lines.len().saturating_sub(25)..].join("\n");
             anyhow::anyhow!(
-                "scenario {name} failed: {e:#}\n--- runtime log (last 60 lines) ---\n{tail}"
+                "scenario {name} failed: {e:#}\n--- runtime log (last 25 lines) ---\n{tail}"
             )
         })
     }

@@ -373,22 +373,36 @@ pub async fn images(ctx: &SuiteCtx) -> Result<()> {
         .into_inner()
         .images;
     ensure!(list.iter().any(|i| i.id == img.id), "ListImages: {list:?}");
-    let fs = ctx
-        .cri
-        .img
-        .clone()
-        .image_fs_info(api::ImageFsInfoRequest {})
-        .await?
-        .into_inner();
-    let f = fs
-        .image_filesystems
-        .first()
-        .context("ImageFsInfo: no image filesystem")?;
+    // containerd computes snapshot usage in the background (every stats_collect_period,
+    // 10 s): right after a pull it reports 0 bytes, so poll.
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let f = loop {
+        let fs = ctx
+            .cri
+            .img
+            .clone()
+            .image_fs_info(api::ImageFsInfoRequest {})
+            .await?
+            .into_inner();
+        let f = fs
+            .image_filesystems
+            .first()
+            .cloned()
+            .context("ImageFsInfo: no image filesystem")?;
+        if f.used_bytes.as_ref().map(|u| u.value).unwrap_or(0) > 0 || Instant::now() > deadline {
+            break f;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let mp = f.fs_id.as_ref().map(|i| i.mountpoint.clone()).unwrap_or_default();
     ensure!(Path::new(&mp).is_dir(), "ImageFsInfo mountpoint {mp:?} is not a dir");
     ensure!(
-        f.used_bytes.as_ref().map(|u| u.value).unwrap_or(0) > 0,
-        "ImageFsInfo used_bytes: {f:?}"
+        f.used_bytes.as_ref().map(|u| u.value).unwrap_or(0) > 1_000_000,
+        "ImageFsInfo used_bytes with busybox unpacked: {f:?}"
+    );
+    ensure!(
+        f.inodes_used.as_ref().map(|u| u.value).unwrap_or(0) > 0,
+        "ImageFsInfo inodes_used: {f:?}"
     );
     ensure!(f.timestamp > 0, "ImageFsInfo timestamp: {f:?}");
     // Remove, then it is gone; removing again is not an error (kubelet's image GC retries).
@@ -578,7 +592,13 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     let ok = ctx.start(&pod, ctx.container_config("ok", &["true"])).await?;
     let sf = ctx.cri.wait_container(&fail, ContainerState::ContainerExited, WAIT).await?;
     ensure!(sf.exit_code == 3 && sf.reason == "Error", "exit 3: {sf:?}");
-    ensure!(sf.finished_at >= sf.started_at && sf.started_at > 0, "exit 3 times: {sf:?}");
+    // containerd takes started_at when StartContainer returns, so a process that exits at
+    // once can have finished_at a fraction of a millisecond *before* started_at: only order
+    // against created_at is asserted.
+    ensure!(
+        sf.started_at >= sf.created_at && sf.finished_at >= sf.created_at,
+        "exit 3 times: {sf:?}"
+    );
     let so = ctx.cri.wait_container(&ok, ContainerState::ContainerExited, WAIT).await?;
     ensure!(so.exit_code == 0 && so.reason == "Completed", "true: {so:?}");
     ensure!(so.finished_at > 0, "true finished_at: {so:?}");
@@ -998,6 +1018,16 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
     let plain = ctx.start(&pod, ctx.container_config("plain", &["sleep", "3600"])).await?;
     let caps = cap_eff(&ctx.cri.exec_ok(&plain, &["cat", "/proc/1/status"]).await?)?;
     ensure!(caps == DEFAULT_CAPS, "default CapEff {caps:#x}, want {DEFAULT_CAPS:#x}");
+    let mounts = ctx.cri.exec_ok(&plain, &["cat", "/proc/mounts"]).await?;
+    ensure!(
+        mounts
+            .lines()
+            .filter(|l| l.split(' ').nth(2) == Some("cgroup") || l.split(' ').nth(1) == Some("/sys"))
+            .all(|l| l.split(' ').nth(3).is_some_and(|o| o.starts_with("ro"))),
+        "unprivileged: /sys and cgroup mounts must be read-only:\n{mounts}"
+    );
+    let ls = ctx.cri.exec_ok(&plain, &["ls", "/dev"]).await?;
+    ensure!(!ls.lines().any(|l| l == "kmsg"), "unprivileged /dev has kmsg:\n{ls}");
     let mut cfg = ctx.container_config("nonetraw", &["sleep", "3600"]);
     let sc = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
     sc.capabilities = Some(api::Capability {
@@ -1039,12 +1069,12 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
     ctx.cri.exec_ok(&ro, &["touch", "/dev/shm/ok"]).await?;
 
     // RuntimeDefault seccomp blocks unshare(CLONE_NEWUSER); Unconfined allows it.
-    let r = ctx.cri.exec_sync(&plain, &["unshare", "-U", "true"], 10).await?;
+    let r = ctx.cri.exec_sync(&plain, &["busybox", "unshare", "-U", "true"], 10).await?;
     ensure!(r.exit_code != 0, "unshare -U under RuntimeDefault succeeded: {r:?}");
     let mut cfg = ctx.container_config("unconfined", &["sleep", "3600"]);
     cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().seccomp = unconfined();
     let unc = ctx.start(&pod, cfg).await?;
-    let r = ctx.cri.exec_sync(&unc, &["unshare", "-U", "true"], 10).await?;
+    let r = ctx.cri.exec_sync(&unc, &["busybox", "unshare", "-U", "true"], 10).await?;
     ensure!(r.exit_code == 0, "unshare -U under Unconfined failed: {r:?}");
     ctx.remove_pod(&pod).await;
 
@@ -1058,12 +1088,25 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
     let caps = cap_eff(&ctx.cri.exec_ok(&p, &["cat", "/proc/1/status"]).await?)?;
     let mine = cap_eff(&std::fs::read_to_string("/proc/self/status")?)?;
     ensure!(caps == mine, "privileged CapEff {caps:#x}, the runtime's {mine:#x}");
+    // containerd keeps /sys read-only for a privileged container in a pod with its own
+    // network namespace, but mounts the cgroup hierarchies read-write (read-only otherwise),
+    // and gives it the host's devices.
     let mounts = ctx.cri.exec_ok(&p, &["cat", "/proc/mounts"]).await?;
-    ensure!(
-        mounts.lines().any(|l| l.split(' ').nth(1) == Some("/sys") && l.split(' ').nth(3).is_some_and(|o| o.starts_with("rw"))),
-        "/sys is not rw in a privileged container:\n{mounts}"
-    );
-    let r = ctx.cri.exec_sync(&p, &["unshare", "-U", "true"], 10).await?;
+    let opts_of = |mounts: &str, target: &str| -> Option<String> {
+        mounts
+            .lines()
+            .find(|l| l.split(' ').nth(1) == Some(target))
+            .and_then(|l| l.split(' ').nth(3).map(str::to_string))
+    };
+    let sys = opts_of(&mounts, "/sys").unwrap_or_default();
+    ensure!(sys.starts_with("ro"), "privileged /sys options {sys:?}:\n{mounts}");
+    let cg = opts_of(&mounts, "/sys/fs/cgroup/memory")
+        .or_else(|| opts_of(&mounts, "/sys/fs/cgroup"))
+        .unwrap_or_default();
+    ensure!(cg.starts_with("rw"), "privileged cgroup mount {cg:?}:\n{mounts}");
+    let ls = ctx.cri.exec_ok(&p, &["ls", "/dev"]).await?;
+    ensure!(ls.lines().any(|l| l == "kmsg"), "privileged /dev lacks the host's kmsg:\n{ls}");
+    let r = ctx.cri.exec_sync(&p, &["busybox", "unshare", "-U", "true"], 10).await?;
     ensure!(r.exit_code == 0, "privileged: no seccomp filter expected: {r:?}");
     // A privileged container in an unprivileged pod is refused.
     let pod2 = ctx.new_pod("unpriv", false).await?;
