@@ -135,6 +135,16 @@ impl CriEnv {
         }
     }
 
+    /// A string in the command line of every shim of this runtime (and of nothing else but
+    /// the runtime): containerd's socket path, which its shims get as `-address`; deckhand's
+    /// data dir.
+    pub fn shim_match(&self) -> String {
+        match &self.runtime {
+            RuntimeProc::Containerd(c) => c.socket.display().to_string(),
+            RuntimeProc::Deckhand(d) => d.data_dir.display().to_string(),
+        }
+    }
+
     /// Pid of the runtime daemon.
     pub fn runtime_pid(&self) -> u32 {
         match &self.runtime {
