@@ -28,16 +28,19 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 . "$ROOT/scripts/bench/cri-env.inc.sh"
 
-# The runtime's pid and every pid whose command line contains $SHIM_MATCH (its shims).
+# The runtime's pid and every pid whose command line contains $SHIM_MATCH (its shims), except
+# the benchmark's own tools, which name the socket too.
 runtime_pids() {
+    local p cmd
     echo "$RUNTIME_PID"
     for d in /proc/[0-9]*; do
         p=${d#/proc/}
         [ "$p" = "$RUNTIME_PID" ] && continue
-        [ "$p" = "$$" ] && continue
-        if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "$SHIM_MATCH"; then
-            echo "$p"
-        fi
+        cmd=$({ tr '\0' ' ' <"$d/cmdline"; } 2>/dev/null) || continue
+        case $cmd in
+        *cri-bench* | *cri-env*) continue ;;
+        *"$SHIM_MATCH"*) echo "$p" ;;
+        esac
     done
 }
 

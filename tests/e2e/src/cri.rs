@@ -142,7 +142,10 @@ impl CriClient {
         Ok(())
     }
 
-    pub async fn list_pods(&self, filter: Option<api::PodSandboxFilter>) -> Result<Vec<api::PodSandbox>> {
+    pub async fn list_pods(
+        &self,
+        filter: Option<api::PodSandboxFilter>,
+    ) -> Result<Vec<api::PodSandbox>> {
         Ok(self
             .rt
             .clone()

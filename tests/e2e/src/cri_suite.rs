@@ -215,7 +215,11 @@ impl SuiteCtx {
                 sc.namespace_options = Some(ns_options(host));
             }
         }
-        let image = cfg.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        let image = cfg
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
         self.ensure_image(&image).await?;
         let id = self
             .cri
@@ -315,8 +319,14 @@ fn expect_code<T: std::fmt::Debug>(
 pub async fn version_status(ctx: &SuiteCtx) -> Result<()> {
     let v = ctx.cri.version().await?;
     ensure!(v.runtime_api_version == "v1", "runtime_api_version: {v:?}");
-    ensure!(v.runtime_name == ctx.caps.runtime_name, "runtime_name: {v:?}");
-    ensure!(!v.runtime_version.is_empty(), "runtime_version empty: {v:?}");
+    ensure!(
+        v.runtime_name == ctx.caps.runtime_name,
+        "runtime_name: {v:?}"
+    );
+    ensure!(
+        !v.runtime_version.is_empty(),
+        "runtime_version empty: {v:?}"
+    );
     let st = ctx
         .cri
         .rt
@@ -324,7 +334,10 @@ pub async fn version_status(ctx: &SuiteCtx) -> Result<()> {
         .status(api::StatusRequest { verbose: false })
         .await?
         .into_inner();
-    let conds = st.status.context("StatusResponse without status")?.conditions;
+    let conds = st
+        .status
+        .context("StatusResponse without status")?
+        .conditions;
     for t in ["RuntimeReady", "NetworkReady"] {
         let c = conds
             .iter()
@@ -354,7 +367,10 @@ pub async fn images(ctx: &SuiteCtx) -> Result<()> {
         "{}/busybox@{}",
         ctx.registry_host, ctx.busybox_manifest_digest
     );
-    ensure!(img.repo_digests.contains(&repo_digest), "repo_digests: {img:?}");
+    ensure!(
+        img.repo_digests.contains(&repo_digest),
+        "repo_digests: {img:?}"
+    );
     ensure!(img.size > 1_000_000, "size of busybox: {img:?}");
     // Also by ID and by digest reference.
     for alt in [img.id.clone(), repo_digest.clone()] {
@@ -394,8 +410,15 @@ pub async fn images(ctx: &SuiteCtx) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let mp = f.fs_id.as_ref().map(|i| i.mountpoint.clone()).unwrap_or_default();
-    ensure!(Path::new(&mp).is_dir(), "ImageFsInfo mountpoint {mp:?} is not a dir");
+    let mp = f
+        .fs_id
+        .as_ref()
+        .map(|i| i.mountpoint.clone())
+        .unwrap_or_default();
+    ensure!(
+        Path::new(&mp).is_dir(),
+        "ImageFsInfo mountpoint {mp:?} is not a dir"
+    );
     ensure!(
         f.used_bytes.as_ref().map(|u| u.value).unwrap_or(0) > 1_000_000,
         "ImageFsInfo used_bytes with busybox unpacked: {f:?}"
@@ -427,8 +450,15 @@ pub async fn images(ctx: &SuiteCtx) -> Result<()> {
         .context("second RemoveImage must succeed")?;
     // A pull of a name the registry lacks is NotFound.
     let missing = format!("{}/no-such-image:1", ctx.registry_host);
-    let e = ctx.cri.pull(&missing).await.expect_err("pull of a missing image");
-    ensure!(code_of(&e) == Some(Code::NotFound), "pull of a missing image: {e:#}");
+    let e = ctx
+        .cri
+        .pull(&missing)
+        .await
+        .expect_err("pull of a missing image");
+    ensure!(
+        code_of(&e) == Some(Code::NotFound),
+        "pull of a missing image: {e:#}"
+    );
     Ok(())
 }
 
@@ -445,7 +475,10 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     let a = ctx.new_pod("sbx-a", false).await?;
     let b = ctx.new_pod("sbx-b", true).await?;
     let sa = ctx.cri.pod_status(&a.id).await?;
-    ensure!(sa.state == PodSandboxState::SandboxReady as i32, "pod a: {sa:?}");
+    ensure!(
+        sa.state == PodSandboxState::SandboxReady as i32,
+        "pod a: {sa:?}"
+    );
     ensure!(sa.id == a.id, "pod a id: {sa:?}");
     ensure!(sa.created_at > 0, "pod a created_at: {sa:?}");
     ensure!(
@@ -453,13 +486,33 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
             == a.config.metadata.as_ref().map(|m| m.name.as_str()),
         "pod a metadata: {sa:?}"
     );
-    ensure!(sa.labels.get("pod").map(String::as_str) == Some("sbx-a"), "labels: {sa:?}");
-    let ip = sa.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
-    ensure!(in_pod_subnet(&ip), "pod a IP {ip:?} is not from 10.88.0.0/16: {sa:?}");
+    ensure!(
+        sa.labels.get("pod").map(String::as_str) == Some("sbx-a"),
+        "labels: {sa:?}"
+    );
+    let ip = sa
+        .network
+        .as_ref()
+        .map(|n| n.ip.clone())
+        .unwrap_or_default();
+    ensure!(
+        in_pod_subnet(&ip),
+        "pod a IP {ip:?} is not from 10.88.0.0/16: {sa:?}"
+    );
     let sb = ctx.cri.pod_status(&b.id).await?;
-    ensure!(sb.state == PodSandboxState::SandboxReady as i32, "pod b: {sb:?}");
-    let ipb = sb.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
-    ensure!(ipb.is_empty(), "host-network pod reports IP {ipb:?}: {sb:?}");
+    ensure!(
+        sb.state == PodSandboxState::SandboxReady as i32,
+        "pod b: {sb:?}"
+    );
+    let ipb = sb
+        .network
+        .as_ref()
+        .map(|n| n.ip.clone())
+        .unwrap_or_default();
+    ensure!(
+        ipb.is_empty(),
+        "host-network pod reports IP {ipb:?}: {sb:?}"
+    );
     let nsb = sb
         .linux
         .as_ref()
@@ -476,13 +529,22 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     let c = ctx
         .start(&a, ctx.container_config("net", &["sleep", "3600"]))
         .await?;
-    let addr = ctx.cri.exec_ok(&c, &["ip", "-4", "addr", "show", "eth0"]).await?;
-    ensure!(addr.contains(&format!("inet {ip}/")), "eth0 of pod a:\n{addr}");
+    let addr = ctx
+        .cri
+        .exec_ok(&c, &["ip", "-4", "addr", "show", "eth0"])
+        .await?;
+    ensure!(
+        addr.contains(&format!("inet {ip}/")),
+        "eth0 of pod a:\n{addr}"
+    );
     let hc = ctx
         .start(&b, ctx.container_config("hostnet", &["sleep", "3600"]))
         .await?;
     let links = ctx.cri.exec_ok(&hc, &["ip", "link"]).await?;
-    ensure!(links.contains(&ctx.bridge), "host-network pod does not see the bridge:\n{links}");
+    ensure!(
+        links.contains(&ctx.bridge),
+        "host-network pod does not see the bridge:\n{links}"
+    );
 
     // Filters.
     let by_id = ctx
@@ -492,7 +554,10 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
             ..Default::default()
         }))
         .await?;
-    ensure!(by_id.len() == 1 && by_id[0].id == a.id, "filter by id: {by_id:?}");
+    ensure!(
+        by_id.len() == 1 && by_id[0].id == a.id,
+        "filter by id: {by_id:?}"
+    );
     let by_label = ctx
         .cri
         .list_pods(Some(api::PodSandboxFilter {
@@ -522,10 +587,19 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     // Stop: NOTREADY, its containers exited; twice is fine.
     ctx.cri.stop_pod(&a.id).await?;
     let sa = ctx.cri.pod_status(&a.id).await?;
-    ensure!(sa.state == PodSandboxState::SandboxNotready as i32, "after stop: {sa:?}");
+    ensure!(
+        sa.state == PodSandboxState::SandboxNotready as i32,
+        "after stop: {sa:?}"
+    );
     let cs = ctx.cri.container_status(&c).await?;
-    ensure!(cs.state == ContainerState::ContainerExited as i32, "container after pod stop: {cs:?}");
-    ctx.cri.stop_pod(&a.id).await.map_err(|s| anyhow::anyhow!("second StopPodSandbox: {s}"))?;
+    ensure!(
+        cs.state == ContainerState::ContainerExited as i32,
+        "container after pod stop: {cs:?}"
+    );
+    ctx.cri
+        .stop_pod(&a.id)
+        .await
+        .map_err(|s| anyhow::anyhow!("second StopPodSandbox: {s}"))?;
     let notready = ctx
         .cri
         .list_pods(Some(api::PodSandboxFilter {
@@ -543,16 +617,30 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
 
     // Remove: gone (with its containers); remove again is fine; stop after remove is NotFound.
     ctx.cri.remove_pod(&a.id).await?;
-    expect_code("PodSandboxStatus after remove", ctx.cri.pod_status(&a.id).await, Code::NotFound)?;
+    expect_code(
+        "PodSandboxStatus after remove",
+        ctx.cri.pod_status(&a.id).await,
+        Code::NotFound,
+    )?;
     expect_code(
         "ContainerStatus of a removed pod's container",
         ctx.cri.container_status(&c).await,
         Code::NotFound,
     )?;
-    ctx.cri.remove_pod(&a.id).await.map_err(|s| anyhow::anyhow!("second RemovePodSandbox: {s}"))?;
-    expect_code("StopPodSandbox after remove", ctx.cri.stop_pod(&a.id).await, Code::NotFound)?;
+    ctx.cri
+        .remove_pod(&a.id)
+        .await
+        .map_err(|s| anyhow::anyhow!("second RemovePodSandbox: {s}"))?;
+    expect_code(
+        "StopPodSandbox after remove",
+        ctx.cri.stop_pod(&a.id).await,
+        Code::NotFound,
+    )?;
     let all = ctx.cri.list_pods(None).await?;
-    ensure!(!all.iter().any(|p| p.id == a.id), "removed pod still listed: {all:?}");
+    ensure!(
+        !all.iter().any(|p| p.id == a.id),
+        "removed pod still listed: {all:?}"
+    );
     ctx.remove_pod(&b).await;
     Ok(())
 }
@@ -565,11 +653,18 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     let cfg = ctx.container_config("runner", &["sleep", "3600"]);
     let runner = ctx.cri.create_container(&pod.id, &cfg, &pod.config).await?;
     let st = ctx.cri.container_status(&runner).await?;
-    ensure!(st.state == ContainerState::ContainerCreated as i32, "after create: {st:?}");
-    ensure!(st.created_at > 0 && st.started_at == 0, "timestamps after create: {st:?}");
+    ensure!(
+        st.state == ContainerState::ContainerCreated as i32,
+        "after create: {st:?}"
+    );
+    ensure!(
+        st.created_at > 0 && st.started_at == 0,
+        "timestamps after create: {st:?}"
+    );
     ensure!(
         st.image.as_ref().map(|i| i.image.as_str()) == Some(ctx.busybox.as_str())
-            || st.image.as_ref().map(|i| i.image.as_str()) == Some(ctx.busybox_config_digest.as_str()),
+            || st.image.as_ref().map(|i| i.image.as_str())
+                == Some(ctx.busybox_config_digest.as_str()),
         "status image: {st:?}"
     );
     ensure!(st.image_ref.contains("sha256:"), "image_ref: {st:?}");
@@ -579,15 +674,23 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     );
     ctx.cri.start_container(&runner).await?;
     let st = ctx.cri.container_status(&runner).await?;
-    ensure!(st.state == ContainerState::ContainerRunning as i32, "after start: {st:?}");
+    ensure!(
+        st.state == ContainerState::ContainerRunning as i32,
+        "after start: {st:?}"
+    );
     ensure!(st.started_at >= st.created_at, "started_at: {st:?}");
     ensure!(st.finished_at == 0 && st.exit_code == 0, "running: {st:?}");
 
     let fail = ctx
         .start(&pod, ctx.container_config("fail", &["sh", "-c", "exit 3"]))
         .await?;
-    let ok = ctx.start(&pod, ctx.container_config("ok", &["true"])).await?;
-    let sf = ctx.cri.wait_container(&fail, ContainerState::ContainerExited, WAIT).await?;
+    let ok = ctx
+        .start(&pod, ctx.container_config("ok", &["true"]))
+        .await?;
+    let sf = ctx
+        .cri
+        .wait_container(&fail, ContainerState::ContainerExited, WAIT)
+        .await?;
     ensure!(sf.exit_code == 3 && sf.reason == "Error", "exit 3: {sf:?}");
     // containerd takes started_at when StartContainer returns, so a process that exits at
     // once can have finished_at a fraction of a millisecond *before* started_at: only order
@@ -596,8 +699,14 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
         sf.started_at >= sf.created_at && sf.finished_at >= sf.created_at,
         "exit 3 times: {sf:?}"
     );
-    let so = ctx.cri.wait_container(&ok, ContainerState::ContainerExited, WAIT).await?;
-    ensure!(so.exit_code == 0 && so.reason == "Completed", "true: {so:?}");
+    let so = ctx
+        .cri
+        .wait_container(&ok, ContainerState::ContainerExited, WAIT)
+        .await?;
+    ensure!(
+        so.exit_code == 0 && so.reason == "Completed",
+        "true: {so:?}"
+    );
     ensure!(so.finished_at > 0, "true finished_at: {so:?}");
 
     let in_pod = ctx
@@ -609,7 +718,9 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
         .await?;
     ensure!(in_pod.len() == 3, "filter by pod: {in_pod:?}");
     ensure!(
-        in_pod.iter().all(|c| c.pod_sandbox_id == pod.id && c.image_ref.contains("sha256:")),
+        in_pod
+            .iter()
+            .all(|c| c.pod_sandbox_id == pod.id && c.image_ref.contains("sha256:")),
         "listed containers: {in_pod:?}"
     );
     let running = ctx
@@ -622,7 +733,10 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
             ..Default::default()
         }))
         .await?;
-    ensure!(running.len() == 1 && running[0].id == runner, "filter RUNNING: {running:?}");
+    ensure!(
+        running.len() == 1 && running[0].id == runner,
+        "filter RUNNING: {running:?}"
+    );
     let exited = ctx
         .cri
         .list_containers(Some(api::ContainerFilter {
@@ -641,7 +755,10 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
             ..Default::default()
         }))
         .await?;
-    ensure!(by_label.len() == 1 && by_label[0].id == fail, "filter by label: {by_label:?}");
+    ensure!(
+        by_label.len() == 1 && by_label[0].id == fail,
+        "filter by label: {by_label:?}"
+    );
     let by_id = ctx
         .cri
         .list_containers(Some(api::ContainerFilter {
@@ -649,7 +766,10 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
             ..Default::default()
         }))
         .await?;
-    ensure!(by_id.len() == 1 && by_id[0].id == ok, "filter by id: {by_id:?}");
+    ensure!(
+        by_id.len() == 1 && by_id[0].id == ok,
+        "filter by id: {by_id:?}"
+    );
     ensure!(
         by_id[0].metadata.as_ref().map(|m| m.name.as_str()) == Some("ok"),
         "metadata: {by_id:?}"
@@ -659,11 +779,21 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
     // stops it). Stop first as kubelet does, then remove.
     ctx.cri.stop_container(&runner, 0).await?;
     let sr = ctx.cri.container_status(&runner).await?;
-    ensure!(sr.state == ContainerState::ContainerExited as i32, "after StopContainer: {sr:?}");
-    ensure!(sr.exit_code == 137, "sleep killed by stop timeout 0: {sr:?}");
+    ensure!(
+        sr.state == ContainerState::ContainerExited as i32,
+        "after StopContainer: {sr:?}"
+    );
+    ensure!(
+        sr.exit_code == 137,
+        "sleep killed by stop timeout 0: {sr:?}"
+    );
     for id in [&runner, &fail, &ok] {
         ctx.cri.remove_container(id).await?;
-        expect_code("ContainerStatus after remove", ctx.cri.container_status(id).await, Code::NotFound)?;
+        expect_code(
+            "ContainerStatus after remove",
+            ctx.cri.container_status(id).await,
+            Code::NotFound,
+        )?;
         ctx.cri
             .remove_container(id)
             .await
@@ -684,7 +814,9 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
     let id = ctx
         .start(&pod, ctx.container_config("writer", &["sh", "-c", script]))
         .await?;
-    ctx.cri.wait_container(&id, ContainerState::ContainerExited, WAIT).await?;
+    ctx.cri
+        .wait_container(&id, ContainerState::ContainerExited, WAIT)
+        .await?;
     let path = ctx.log_file(&pod, "writer");
     // The runtime may flush the tail after the exit is recorded.
     let content = wait_file_contains(&path, "no-newline", Duration::from_secs(5)).await?;
@@ -695,16 +827,25 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
         err.len() == 1 && err[0].text == "err-1" && err[0].tag == "F",
         "stderr lines: {err:?}"
     );
-    ensure!(out.len() == 6, "stdout lines (want 6: out-1, out-2, 3 parts, no-newline): {out:?}");
+    ensure!(
+        out.len() == 6,
+        "stdout lines (want 6: out-1, out-2, 3 parts, no-newline): {out:?}"
+    );
     ensure!(out[0].text == "out-1" && out[0].tag == "F", "{:?}", out[0]);
     ensure!(out[1].text == "out-2" && out[1].tag == "F", "{:?}", out[1]);
     // 40000 = 16384 + 16384 + 7232: the first two are partial, the last full.
-    let lens: Vec<(usize, &str)> = out[2..5].iter().map(|l| (l.text.len(), l.tag.as_str())).collect();
+    let lens: Vec<(usize, &str)> = out[2..5]
+        .iter()
+        .map(|l| (l.text.len(), l.tag.as_str()))
+        .collect();
     ensure!(
         lens == vec![(16384, "P"), (16384, "P"), (7232, "F")],
         "long line split: {lens:?}"
     );
-    ensure!(out[2..5].iter().all(|l| l.text.bytes().all(|b| b == b'x')), "long line content");
+    ensure!(
+        out[2..5].iter().all(|l| l.text.bytes().all(|b| b == b'x')),
+        "long line content"
+    );
     // containerd writes a final line without a newline with tag P.
     ensure!(
         out[5].text == "no-newline" && out[5].tag == "P",
@@ -716,7 +857,11 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
         out.windows(2).all(|w| w[0].time <= w[1].time),
         "timestamps out of order: {out:?}"
     );
-    ensure!(out[0].time.contains('.'), "timestamp without fraction: {:?}", out[0]);
+    ensure!(
+        out[0].time.contains('.'),
+        "timestamp without fraction: {:?}",
+        out[0]
+    );
 
     // Reopen: the runtime writes to a fresh file at log_path after the old one is renamed.
     let ticker = ctx
@@ -724,7 +869,11 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
             &pod,
             ctx.container_config(
                 "ticker",
-                &["sh", "-c", "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.1; done"],
+                &[
+                    "sh",
+                    "-c",
+                    "i=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.1; done",
+                ],
             ),
         )
         .await?;
@@ -752,7 +901,10 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
     // The rotated file no longer grows.
     let len1 = std::fs::metadata(&rotated)?.len();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    ensure!(std::fs::metadata(&rotated)?.len() == len1, "the rotated log still grows");
+    ensure!(
+        std::fs::metadata(&rotated)?.len() == len1,
+        "the rotated log still grows"
+    );
     // Reopen of a stopped container fails: containerd says FailedPrecondition? (see doc).
     ctx.cri.stop_container(&ticker, 0).await?;
     let r = ctx
@@ -763,7 +915,10 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
             container_id: ticker.clone(),
         })
         .await;
-    ensure!(r.is_err(), "ReopenContainerLog of a stopped container succeeded");
+    ensure!(
+        r.is_err(),
+        "ReopenContainerLog of a stopped container succeeded"
+    );
     ctx.remove_pod(&pod).await;
     Ok(())
 }
@@ -776,11 +931,23 @@ pub async fn exec_sync(ctx: &SuiteCtx) -> Result<()> {
         .await?;
     let r = ctx
         .cri
-        .exec_sync(&id, &["sh", "-c", "echo to-out; echo to-err >&2; exit 5"], 10)
+        .exec_sync(
+            &id,
+            &["sh", "-c", "echo to-out; echo to-err >&2; exit 5"],
+            10,
+        )
         .await?;
     ensure!(r.exit_code == 5, "exit code: {r:?}");
-    ensure!(r.stdout == b"to-out\n", "stdout: {:?}", String::from_utf8_lossy(&r.stdout));
-    ensure!(r.stderr == b"to-err\n", "stderr: {:?}", String::from_utf8_lossy(&r.stderr));
+    ensure!(
+        r.stdout == b"to-out\n",
+        "stdout: {:?}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    ensure!(
+        r.stderr == b"to-err\n",
+        "stderr: {:?}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     // The exec runs in the container: same hostname, same root.
     let h = ctx.cri.exec_ok(&id, &["hostname"]).await?;
     ensure!(
@@ -792,15 +959,26 @@ pub async fn exec_sync(ctx: &SuiteCtx) -> Result<()> {
     let t0 = Instant::now();
     let r = ctx.cri.exec_sync(&id, &["sleep", "10"], 1).await;
     let took = t0.elapsed();
-    let s = expect_code("ExecSync sleep 10 with timeout 1", r, Code::DeadlineExceeded)?;
+    let s = expect_code(
+        "ExecSync sleep 10 with timeout 1",
+        r,
+        Code::DeadlineExceeded,
+    )?;
     ensure!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(8),
         "ExecSync timeout 1 s answered after {took:?}"
     );
-    ensure!(s.message().contains("timeout"), "timeout message: {}", s.message());
+    ensure!(
+        s.message().contains("timeout"),
+        "timeout message: {}",
+        s.message()
+    );
     // The timed-out process is gone.
     let ps = ctx.cri.exec_ok(&id, &["ps", "-o", "args"]).await?;
-    ensure!(!ps.contains("sleep 10"), "timed-out exec still running:\n{ps}");
+    ensure!(
+        !ps.contains("sleep 10"),
+        "timed-out exec still running:\n{ps}"
+    );
     // A command that does not exist.
     let r = ctx.cri.exec_sync(&id, &["/no/such/binary"], 10).await;
     match r {
@@ -830,7 +1008,11 @@ pub async fn stop(ctx: &SuiteCtx) -> Result<()> {
             &pod,
             ctx.container_config(
                 "graceful",
-                &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.1; done"],
+                &[
+                    "sh",
+                    "-c",
+                    "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+                ],
             ),
         )
         .await?;
@@ -856,18 +1038,27 @@ pub async fn stop(ctx: &SuiteCtx) -> Result<()> {
         "stop with timeout 2 of a process ignoring SIGTERM took {took:?}"
     );
     ensure!(s.state == ContainerState::ContainerExited as i32, "{s:?}");
-    ensure!(s.exit_code == 137 && s.reason == "Error", "SIGKILLed: {s:?}");
+    ensure!(
+        s.exit_code == 137 && s.reason == "Error",
+        "SIGKILLed: {s:?}"
+    );
 
     let t0 = Instant::now();
     ctx.cri.stop_container(&graceful, 10).await?;
     let took = t0.elapsed();
     let s = ctx.cri.container_status(&graceful).await?;
     ensure!(took < Duration::from_secs(3), "graceful stop took {took:?}");
-    ensure!(s.exit_code == 0 && s.reason == "Completed", "graceful: {s:?}");
+    ensure!(
+        s.exit_code == 0 && s.reason == "Completed",
+        "graceful: {s:?}"
+    );
 
     ctx.cri.stop_container(&with_signal, 10).await?;
     let s = ctx.cri.container_status(&with_signal).await?;
-    ensure!(s.exit_code == 7, "StopSignal SIGUSR1 from the image config not used: {s:?}");
+    ensure!(
+        s.exit_code == 7,
+        "StopSignal SIGUSR1 from the image config not used: {s:?}"
+    );
 
     // Stopping an exited container is a no-op.
     ctx.cri.stop_container(&graceful, 10).await?;
@@ -878,7 +1069,13 @@ pub async fn stop(ctx: &SuiteCtx) -> Result<()> {
 /// Reads a cgroup file of the container's memory or cpu controller on the host, from any
 /// hierarchy in the test's subtree: `<root>/<cgroup_parent>/<container id>/<file>`.
 fn host_cgroup_file(ctx: &SuiteCtx, pod: &Pod, id: &str, file: &str) -> Option<String> {
-    let parent = pod.config.linux.as_ref()?.cgroup_parent.trim_start_matches('/').to_string();
+    let parent = pod
+        .config
+        .linux
+        .as_ref()?
+        .cgroup_parent
+        .trim_start_matches('/')
+        .to_string();
     hierarchy_roots()
         .into_iter()
         .map(|r| r.join(&parent).join(id).join(file))
@@ -906,7 +1103,10 @@ pub async fn resources(ctx: &SuiteCtx) -> Result<()> {
     });
     let id = ctx.start(&pod, cfg).await?;
     let mem = ctx.cri.exec_ok(&id, &["sh", "-c", MEM_SCRIPT]).await?;
-    ensure!(mem.trim() == (64u64 << 20).to_string(), "memory limit inside: {mem:?}");
+    ensure!(
+        mem.trim() == (64u64 << 20).to_string(),
+        "memory limit inside: {mem:?}"
+    );
     let cpu = ctx.cri.exec_ok(&id, &["sh", "-c", CPU_SCRIPT]).await?;
     ensure!(cpu.trim() == "50000 100000", "cpu quota inside: {cpu:?}");
     let host_mem = host_cgroup_file(ctx, &pod, &id, "memory.limit_in_bytes")
@@ -935,9 +1135,15 @@ pub async fn resources(ctx: &SuiteCtx) -> Result<()> {
         })
         .await?;
     let mem = ctx.cri.exec_ok(&id, &["sh", "-c", MEM_SCRIPT]).await?;
-    ensure!(mem.trim() == (128u64 << 20).to_string(), "memory limit after update: {mem:?}");
+    ensure!(
+        mem.trim() == (128u64 << 20).to_string(),
+        "memory limit after update: {mem:?}"
+    );
     let cpu = ctx.cri.exec_ok(&id, &["sh", "-c", CPU_SCRIPT]).await?;
-    ensure!(cpu.trim() == "20000 100000", "cpu quota after update: {cpu:?}");
+    ensure!(
+        cpu.trim() == "20000 100000",
+        "cpu quota after update: {cpu:?}"
+    );
     // ContainerStatus reports the updated resources.
     let st = ctx.cri.container_status(&id).await?;
     let lim = st
@@ -945,7 +1151,10 @@ pub async fn resources(ctx: &SuiteCtx) -> Result<()> {
         .as_ref()
         .and_then(|r| r.linux.as_ref())
         .map(|l| l.memory_limit_in_bytes);
-    ensure!(lim == Some(128 << 20), "ContainerStatus resources after update: {st:?}");
+    ensure!(
+        lim == Some(128 << 20),
+        "ContainerStatus resources after update: {st:?}"
+    );
     ctx.remove_pod(&pod).await;
     Ok(())
 }
@@ -956,28 +1165,49 @@ pub async fn oom(ctx: &SuiteCtx) -> Result<()> {
     let pod = ctx.new_pod("oom", false).await?;
     let mut cfg = ctx.container_config(
         "hog",
-        &["dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M", "count=60"],
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/shm/fill",
+            "bs=1M",
+            "count=60",
+        ],
     );
     cfg.linux.as_mut().unwrap().resources = Some(api::LinuxContainerResources {
         memory_limit_in_bytes: 16 << 20,
         ..Default::default()
     });
     let id = ctx.start(&pod, cfg).await?;
-    let st = ctx.cri.wait_container(&id, ContainerState::ContainerExited, WAIT).await?;
+    let st = ctx
+        .cri
+        .wait_container(&id, ContainerState::ContainerExited, WAIT)
+        .await?;
     ensure!(st.reason == "OOMKilled", "reason: {st:?}");
     ensure!(st.exit_code == 137, "exit code of an OOM kill: {st:?}");
     // The same under the limit is not OOMKilled.
     let mut cfg = ctx.container_config(
         "fits",
-        &["dd", "if=/dev/zero", "of=/dev/shm/fill2", "bs=1M", "count=4"],
+        &[
+            "dd",
+            "if=/dev/zero",
+            "of=/dev/shm/fill2",
+            "bs=1M",
+            "count=4",
+        ],
     );
     cfg.linux.as_mut().unwrap().resources = Some(api::LinuxContainerResources {
         memory_limit_in_bytes: 64 << 20,
         ..Default::default()
     });
     let id = ctx.start(&pod, cfg).await?;
-    let st = ctx.cri.wait_container(&id, ContainerState::ContainerExited, WAIT).await?;
-    ensure!(st.reason == "Completed" && st.exit_code == 0, "under the limit: {st:?}");
+    let st = ctx
+        .cri
+        .wait_container(&id, ContainerState::ContainerExited, WAIT)
+        .await?;
+    ensure!(
+        st.reason == "Completed" && st.exit_code == 0,
+        "under the limit: {st:?}"
+    );
     ctx.remove_pod(&pod).await;
     Ok(())
 }
@@ -1012,9 +1242,14 @@ const CAP_NET_RAW: u64 = 1 << 13;
 pub async fn security(ctx: &SuiteCtx) -> Result<()> {
     let pod = ctx.new_pod("sec", false).await?;
     // Default capability set, and with NET_RAW dropped.
-    let plain = ctx.start(&pod, ctx.container_config("plain", &["sleep", "3600"])).await?;
+    let plain = ctx
+        .start(&pod, ctx.container_config("plain", &["sleep", "3600"]))
+        .await?;
     let caps = cap_eff(&ctx.cri.exec_ok(&plain, &["cat", "/proc/1/status"]).await?)?;
-    ensure!(caps == DEFAULT_CAPS, "default CapEff {caps:#x}, want {DEFAULT_CAPS:#x}");
+    ensure!(
+        caps == DEFAULT_CAPS,
+        "default CapEff {caps:#x}, want {DEFAULT_CAPS:#x}"
+    );
     let mounts = ctx.cri.exec_ok(&plain, &["cat", "/proc/mounts"]).await?;
     ensure!(
         mounts
@@ -1024,40 +1259,78 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
         "unprivileged: /sys and cgroup mounts must be read-only:\n{mounts}"
     );
     let ls = ctx.cri.exec_ok(&plain, &["ls", "/dev"]).await?;
-    ensure!(!ls.lines().any(|l| l == "kmsg"), "unprivileged /dev has kmsg:\n{ls}");
+    ensure!(
+        !ls.lines().any(|l| l == "kmsg"),
+        "unprivileged /dev has kmsg:\n{ls}"
+    );
     let mut cfg = ctx.container_config("nonetraw", &["sleep", "3600"]);
-    let sc = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    let sc = cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
     sc.capabilities = Some(api::Capability {
         drop_capabilities: vec!["NET_RAW".into()],
         ..Default::default()
     });
     let nonetraw = ctx.start(&pod, cfg).await?;
-    let caps = cap_eff(&ctx.cri.exec_ok(&nonetraw, &["cat", "/proc/1/status"]).await?)?;
+    let caps = cap_eff(
+        &ctx.cri
+            .exec_ok(&nonetraw, &["cat", "/proc/1/status"])
+            .await?,
+    )?;
     ensure!(
         caps == DEFAULT_CAPS & !CAP_NET_RAW,
         "CapEff with NET_RAW dropped: {caps:#x}"
     );
     // ping needs a raw socket (or the unprivileged ICMP sysctl, which is off by default).
-    let r = ctx.cri.exec_sync(&nonetraw, &["ping", "-c", "1", "-W", "1", "127.0.0.1"], 10).await?;
+    let r = ctx
+        .cri
+        .exec_sync(&nonetraw, &["ping", "-c", "1", "-W", "1", "127.0.0.1"], 10)
+        .await?;
     ensure!(r.exit_code != 0, "ping worked without NET_RAW: {r:?}");
 
     // run_as_user.
     let mut cfg = ctx.container_config("user", &["sleep", "3600"]);
-    let sc = cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap();
+    let sc = cfg
+        .linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap();
     sc.run_as_user = Some(api::Int64Value { value: 1000 });
     let user = ctx.start(&pod, cfg).await?;
     let id = ctx.cri.exec_ok(&user, &["id", "-u"]).await?;
     ensure!(id.trim() == "1000", "id -u of run_as_user 1000: {id:?}");
     let ps = ctx.cri.exec_ok(&user, &["cat", "/proc/1/status"]).await?;
-    ensure!(ps.lines().any(|l| l.starts_with("Uid:") && l.contains("1000")), "{ps}");
-    ensure!(cap_eff(&ps)? == 0, "a non-root user keeps no effective capabilities");
+    ensure!(
+        ps.lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("1000")),
+        "{ps}"
+    );
+    ensure!(
+        cap_eff(&ps)? == 0,
+        "a non-root user keeps no effective capabilities"
+    );
 
     // Read-only rootfs: writes fail except on the tmpfs mounts.
     let mut cfg = ctx.container_config("ro", &["sleep", "3600"]);
-    cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().readonly_rootfs = true;
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .readonly_rootfs = true;
     let ro = ctx.start(&pod, cfg).await?;
     let r = ctx.cri.exec_sync(&ro, &["touch", "/newfile"], 10).await?;
-    ensure!(r.exit_code != 0, "write to a read-only rootfs worked: {r:?}");
+    ensure!(
+        r.exit_code != 0,
+        "write to a read-only rootfs worked: {r:?}"
+    );
     ensure!(
         String::from_utf8_lossy(&r.stderr).contains("Read-only file system"),
         "{:?}",
@@ -1066,25 +1339,58 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
     ctx.cri.exec_ok(&ro, &["touch", "/dev/shm/ok"]).await?;
 
     // RuntimeDefault seccomp blocks unshare(CLONE_NEWUSER); Unconfined allows it.
-    let r = ctx.cri.exec_sync(&plain, &["busybox", "unshare", "-U", "true"], 10).await?;
-    ensure!(r.exit_code != 0, "unshare -U under RuntimeDefault succeeded: {r:?}");
+    let r = ctx
+        .cri
+        .exec_sync(&plain, &["busybox", "unshare", "-U", "true"], 10)
+        .await?;
+    ensure!(
+        r.exit_code != 0,
+        "unshare -U under RuntimeDefault succeeded: {r:?}"
+    );
     let mut cfg = ctx.container_config("unconfined", &["sleep", "3600"]);
-    cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().seccomp = unconfined();
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .seccomp = unconfined();
     let unc = ctx.start(&pod, cfg).await?;
-    let r = ctx.cri.exec_sync(&unc, &["busybox", "unshare", "-U", "true"], 10).await?;
-    ensure!(r.exit_code == 0, "unshare -U under Unconfined failed: {r:?}");
+    let r = ctx
+        .cri
+        .exec_sync(&unc, &["busybox", "unshare", "-U", "true"], 10)
+        .await?;
+    ensure!(
+        r.exit_code == 0,
+        "unshare -U under Unconfined failed: {r:?}"
+    );
     ctx.remove_pod(&pod).await;
 
     // Privileged needs a privileged sandbox: all of the runtime's capabilities, rw /sys.
     let mut pc = ctx.pod_config("priv", false);
-    pc.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    pc.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
     let ppod = ctx.run_pod(pc).await?;
     let mut cfg = ctx.container_config("priv", &["sleep", "3600"]);
-    cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
     let p = ctx.start(&ppod, cfg).await?;
     let caps = cap_eff(&ctx.cri.exec_ok(&p, &["cat", "/proc/1/status"]).await?)?;
     let mine = cap_eff(&std::fs::read_to_string("/proc/self/status")?)?;
-    ensure!(caps == mine, "privileged CapEff {caps:#x}, the runtime's {mine:#x}");
+    ensure!(
+        caps == mine,
+        "privileged CapEff {caps:#x}, the runtime's {mine:#x}"
+    );
     // containerd keeps /sys read-only for a privileged container in a pod with its own
     // network namespace, but mounts the cgroup hierarchies read-write (read-only otherwise),
     // and gives it the host's devices.
@@ -1096,21 +1402,45 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
             .and_then(|l| l.split(' ').nth(3).map(str::to_string))
     };
     let sys = opts_of(&mounts, "/sys").unwrap_or_default();
-    ensure!(sys.starts_with("ro"), "privileged /sys options {sys:?}:\n{mounts}");
+    ensure!(
+        sys.starts_with("ro"),
+        "privileged /sys options {sys:?}:\n{mounts}"
+    );
     let cg = opts_of(&mounts, "/sys/fs/cgroup/memory")
         .or_else(|| opts_of(&mounts, "/sys/fs/cgroup"))
         .unwrap_or_default();
-    ensure!(cg.starts_with("rw"), "privileged cgroup mount {cg:?}:\n{mounts}");
+    ensure!(
+        cg.starts_with("rw"),
+        "privileged cgroup mount {cg:?}:\n{mounts}"
+    );
     let ls = ctx.cri.exec_ok(&p, &["ls", "/dev"]).await?;
-    ensure!(ls.lines().any(|l| l == "kmsg"), "privileged /dev lacks the host's kmsg:\n{ls}");
-    let r = ctx.cri.exec_sync(&p, &["busybox", "unshare", "-U", "true"], 10).await?;
-    ensure!(r.exit_code == 0, "privileged: no seccomp filter expected: {r:?}");
+    ensure!(
+        ls.lines().any(|l| l == "kmsg"),
+        "privileged /dev lacks the host's kmsg:\n{ls}"
+    );
+    let r = ctx
+        .cri
+        .exec_sync(&p, &["busybox", "unshare", "-U", "true"], 10)
+        .await?;
+    ensure!(
+        r.exit_code == 0,
+        "privileged: no seccomp filter expected: {r:?}"
+    );
     // A privileged container in an unprivileged pod is refused.
     let pod2 = ctx.new_pod("unpriv", false).await?;
     let mut cfg = ctx.container_config("priv2", &["sleep", "3600"]);
-    cfg.linux.as_mut().unwrap().security_context.as_mut().unwrap().privileged = true;
+    cfg.linux
+        .as_mut()
+        .unwrap()
+        .security_context
+        .as_mut()
+        .unwrap()
+        .privileged = true;
     let r = ctx.cri.create_container(&pod2.id, &cfg, &pod2.config).await;
-    ensure!(r.is_err(), "privileged container in an unprivileged pod was created: {r:?}");
+    ensure!(
+        r.is_err(),
+        "privileged container in an unprivileged pod was created: {r:?}"
+    );
     ctx.remove_pod(&pod2).await;
     ctx.remove_pod(&ppod).await;
     Ok(())
@@ -1144,7 +1474,8 @@ pub async fn environment(ctx: &SuiteCtx) -> Result<()> {
     ];
     cfg.working_dir = "/tmp".into();
     let id = ctx.start(&pod, cfg).await?;
-    let log = wait_file_contains(&ctx.log_file(&pod, "env"), "ARGS=", Duration::from_secs(10)).await?;
+    let log =
+        wait_file_contains(&ctx.log_file(&pod, "env"), "ARGS=", Duration::from_secs(10)).await?;
     let text: Vec<String> = parse_log(&log)?.into_iter().map(|l| l.text).collect();
     ensure!(
         text == ["FOO=foo value", "BAR=", "PWD=/tmp", "ARGS=first second"],
@@ -1156,7 +1487,9 @@ pub async fn environment(ctx: &SuiteCtx) -> Result<()> {
     ensure!(hf.trim() == "suite-host", "/etc/hostname: {hf:?}");
     let hosts = ctx.cri.exec_ok(&id, &["cat", "/etc/hosts"]).await?;
     ensure!(
-        hosts.lines().any(|l| l.starts_with("127.0.0.1") && l.contains("localhost")),
+        hosts
+            .lines()
+            .any(|l| l.starts_with("127.0.0.1") && l.contains("localhost")),
         "/etc/hosts:\n{hosts}"
     );
     let resolv = ctx.cri.exec_ok(&id, &["cat", "/etc/resolv.conf"]).await?;
@@ -1174,7 +1507,10 @@ pub async fn environment(ctx: &SuiteCtx) -> Result<()> {
     // The image's PATH is kept alongside the given env; HOSTNAME is set as Docker does.
     let env = ctx.cri.exec_ok(&id, &["env"]).await?;
     ensure!(env.lines().any(|l| l.starts_with("PATH=")), "env:\n{env}");
-    ensure!(env.lines().any(|l| l == "HOSTNAME=suite-host"), "env:\n{env}");
+    ensure!(
+        env.lines().any(|l| l == "HOSTNAME=suite-host"),
+        "env:\n{env}"
+    );
     ctx.remove_pod(&pod).await;
     Ok(())
 }
@@ -1187,7 +1523,11 @@ pub async fn stats(ctx: &SuiteCtx) -> Result<()> {
             &pod,
             ctx.container_config(
                 "busy",
-                &["sh", "-c", "head -c 8000000 /dev/zero > /dev/shm/mem; while :; do :; done"],
+                &[
+                    "sh",
+                    "-c",
+                    "head -c 8000000 /dev/zero > /dev/shm/mem; while :; do :; done",
+                ],
             ),
         )
         .await?;
@@ -1203,10 +1543,24 @@ pub async fn stats(ctx: &SuiteCtx) -> Result<()> {
         .into_inner()
         .stats
         .context("ContainerStats: no stats")?;
-    let cpu = st.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.as_ref()).map(|v| v.value);
-    ensure!(cpu.unwrap_or(0) > 100_000_000, "cpu usage of a busy loop after 1.5 s: {st:?}");
-    let ws = st.memory.as_ref().and_then(|m| m.working_set_bytes.as_ref()).map(|v| v.value);
-    ensure!(ws.unwrap_or(0) > 4_000_000, "working set with 8 MB in /dev/shm: {st:?}");
+    let cpu = st
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map(|v| v.value);
+    ensure!(
+        cpu.unwrap_or(0) > 100_000_000,
+        "cpu usage of a busy loop after 1.5 s: {st:?}"
+    );
+    let ws = st
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map(|v| v.value);
+    ensure!(
+        ws.unwrap_or(0) > 4_000_000,
+        "working set with 8 MB in /dev/shm: {st:?}"
+    );
     ensure!(
         st.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str()),
         "attributes: {st:?}"
@@ -1241,11 +1595,24 @@ pub async fn stats(ctx: &SuiteCtx) -> Result<()> {
         .into_inner()
         .stats
         .context("PodSandboxStats: no stats")?;
-    let linux = ps.linux.as_ref().context("PodSandboxStats: no linux stats")?;
-    let pcpu = linux.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.as_ref()).map(|v| v.value);
-    ensure!(pcpu.unwrap_or(0) >= cpu.unwrap_or(0), "pod cpu < container cpu: {ps:?}");
+    let linux = ps
+        .linux
+        .as_ref()
+        .context("PodSandboxStats: no linux stats")?;
+    let pcpu = linux
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map(|v| v.value);
     ensure!(
-        linux.containers.iter().any(|c| c.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())),
+        pcpu.unwrap_or(0) >= cpu.unwrap_or(0),
+        "pod cpu < container cpu: {ps:?}"
+    );
+    ensure!(
+        linux
+            .containers
+            .iter()
+            .any(|c| c.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str())),
         "PodSandboxStats containers: {ps:?}"
     );
     ctx.remove_pod(&pod).await;
@@ -1255,15 +1622,45 @@ pub async fn stats(ctx: &SuiteCtx) -> Result<()> {
 /// gRPC codes for unknown ids, a missing image and a bad mount.
 pub async fn errors(ctx: &SuiteCtx) -> Result<()> {
     let bogus = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    expect_code("ContainerStatus unknown", ctx.cri.container_status(bogus).await, Code::NotFound)?;
-    expect_code("PodSandboxStatus unknown", ctx.cri.pod_status(bogus).await, Code::NotFound)?;
-    expect_code("StartContainer unknown", ctx.cri.start_container(bogus).await, Code::NotFound)?;
-    expect_code("StopContainer unknown", ctx.cri.stop_container(bogus, 0).await, Code::NotFound)?;
-    expect_code("ExecSync unknown", ctx.cri.exec_sync(bogus, &["true"], 1).await, Code::NotFound)?;
-    expect_code("StopPodSandbox unknown", ctx.cri.stop_pod(bogus).await, Code::NotFound)?;
+    expect_code(
+        "ContainerStatus unknown",
+        ctx.cri.container_status(bogus).await,
+        Code::NotFound,
+    )?;
+    expect_code(
+        "PodSandboxStatus unknown",
+        ctx.cri.pod_status(bogus).await,
+        Code::NotFound,
+    )?;
+    expect_code(
+        "StartContainer unknown",
+        ctx.cri.start_container(bogus).await,
+        Code::NotFound,
+    )?;
+    expect_code(
+        "StopContainer unknown",
+        ctx.cri.stop_container(bogus, 0).await,
+        Code::NotFound,
+    )?;
+    expect_code(
+        "ExecSync unknown",
+        ctx.cri.exec_sync(bogus, &["true"], 1).await,
+        Code::NotFound,
+    )?;
+    expect_code(
+        "StopPodSandbox unknown",
+        ctx.cri.stop_pod(bogus).await,
+        Code::NotFound,
+    )?;
     // Removing what does not exist succeeds (kubelet retries removals).
-    ctx.cri.remove_container(bogus).await.map_err(|s| anyhow::anyhow!("RemoveContainer unknown: {s}"))?;
-    ctx.cri.remove_pod(bogus).await.map_err(|s| anyhow::anyhow!("RemovePodSandbox unknown: {s}"))?;
+    ctx.cri
+        .remove_container(bogus)
+        .await
+        .map_err(|s| anyhow::anyhow!("RemoveContainer unknown: {s}"))?;
+    ctx.cri
+        .remove_pod(bogus)
+        .await
+        .map_err(|s| anyhow::anyhow!("RemovePodSandbox unknown: {s}"))?;
 
     let pod = ctx.new_pod("errors", false).await?;
     // An image that is not present: CreateContainer does not pull.
@@ -1274,7 +1671,11 @@ pub async fn errors(ctx: &SuiteCtx) -> Result<()> {
         ctx.cri.create_container(&pod.id, &cfg, &pod.config).await,
         Code::NotFound,
     )?;
-    ensure!(s.message().contains("not-pulled"), "message names the image: {}", s.message());
+    ensure!(
+        s.message().contains("not-pulled"),
+        "message names the image: {}",
+        s.message()
+    );
     // CreateContainer in an unknown sandbox.
     ctx.ensure_image(&ctx.busybox).await?;
     let cfg = ctx.container_config("nopod", &["true"]);
@@ -1285,7 +1686,9 @@ pub async fn errors(ctx: &SuiteCtx) -> Result<()> {
     )?;
     // A missing host path is created as a directory (as containerd does); a host path
     // below a regular file cannot be, and the container is not created.
-    let missing = ctx.log_root.join(format!("created-by-runtime-{}", ctx.next()));
+    let missing = ctx
+        .log_root
+        .join(format!("created-by-runtime-{}", ctx.next()));
     let mut cfg = ctx.container_config("mnt-ok", &["sh", "-c", "test -d /mnt/m && sleep 3600"]);
     cfg.mounts = vec![api::Mount {
         container_path: "/mnt/m".into(),
@@ -1293,10 +1696,17 @@ pub async fn errors(ctx: &SuiteCtx) -> Result<()> {
         ..Default::default()
     }];
     let id = ctx.start(&pod, cfg).await?;
-    ensure!(missing.is_dir(), "missing host path {} not created", missing.display());
+    ensure!(
+        missing.is_dir(),
+        "missing host path {} not created",
+        missing.display()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st = ctx.cri.container_status(&id).await?;
-    ensure!(st.state == ContainerState::ContainerRunning as i32, "mount of a created dir: {st:?}");
+    ensure!(
+        st.state == ContainerState::ContainerRunning as i32,
+        "mount of a created dir: {st:?}"
+    );
     let file = ctx.log_root.join(format!("a-file-{}", ctx.next()));
     std::fs::write(&file, b"x")?;
     let mut cfg = ctx.container_config("mnt-bad", &["true"]);
@@ -1314,7 +1724,12 @@ pub async fn errors(ctx: &SuiteCtx) -> Result<()> {
         Ok(()) => bail!("a container with a mount source below a regular file started"),
         Err(s) => s,
     };
-    ensure!(s.message().contains("below-a-file"), "bad mount message: {} ({:?})", s.message(), s.code());
+    ensure!(
+        s.message().contains("below-a-file"),
+        "bad mount message: {} ({:?})",
+        s.message(),
+        s.code()
+    );
     ctx.remove_pod(&pod).await;
     Ok(())
 }

@@ -90,7 +90,11 @@ fn pod_config(a: &Args, run: u128, i: usize) -> api::PodSandboxConfig {
             namespace: "bench".into(),
             attempt: 0,
         }),
-        hostname: if a.host_network { String::new() } else { name.clone() },
+        hostname: if a.host_network {
+            String::new()
+        } else {
+            name.clone()
+        },
         log_directory: log_dir.display().to_string(),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: format!("{}/pod{name}", a.cgroup_parent),
@@ -110,7 +114,12 @@ fn pod_config(a: &Args, run: u128, i: usize) -> api::PodSandboxConfig {
     }
 }
 
-async fn start_one(cri: CriClient, cfg: api::PodSandboxConfig, image: String, host: bool) -> Result<Started> {
+async fn start_one(
+    cri: CriClient,
+    cfg: api::PodSandboxConfig,
+    image: String,
+    host: bool,
+) -> Result<Started> {
     let mut t = Phases::default();
     let t0 = Instant::now();
     let pod = cri.run_pod(&cfg).await?;
@@ -147,8 +156,12 @@ async fn start_one(cri: CriClient, cfg: api::PodSandboxConfig, image: String, ho
     t.create = t1.elapsed();
     let t2 = Instant::now();
     cri.start_container(&ctr).await?;
-    cri.wait_container(&ctr, ContainerState::ContainerRunning, Duration::from_secs(120))
-        .await?;
+    cri.wait_container(
+        &ctr,
+        ContainerState::ContainerRunning,
+        Duration::from_secs(120),
+    )
+    .await?;
     t.start_running = t2.elapsed();
     Ok(Started { pod, ctr, t })
 }
@@ -206,7 +219,10 @@ async fn main() -> Result<()> {
     }
     let start_wall = t0.elapsed();
     if a.hold {
-        println!("{}", json!({ "ready": started.len(), "start_ms": ms(start_wall) }));
+        println!(
+            "{}",
+            json!({ "ready": started.len(), "start_ms": ms(start_wall) })
+        );
         // Wait for stdin to close (the footprint script measures meanwhile).
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = Vec::new();
