@@ -26,18 +26,24 @@ use crate::cri::{image_spec, ContainerState, CriClient, PodSandboxState};
 pub struct Caps {
     /// `VersionResponse.runtime_name`.
     pub runtime_name: &'static str,
+    /// Ids may be abbreviated to a unique prefix (containerd's truncindex). Kubelet always
+    /// sends full ids, so deckhand does not do this; the suite checks that a prefix is either
+    /// resolved (true) or NotFound (false).
+    pub id_prefix_lookup: bool,
 }
 
 impl Caps {
     pub fn containerd() -> Caps {
         Caps {
             runtime_name: "containerd",
+            id_prefix_lookup: true,
         }
     }
 
     pub fn deckhand() -> Caps {
         Caps {
             runtime_name: "deckhand",
+            id_prefix_lookup: false,
         }
     }
 }
@@ -774,6 +780,15 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
         by_id[0].metadata.as_ref().map(|m| m.name.as_str()) == Some("ok"),
         "metadata: {by_id:?}"
     );
+    let prefix = ctx.cri.container_status(&ok[..16]).await;
+    if ctx.caps.id_prefix_lookup {
+        ensure!(
+            prefix.as_ref().map(|s| s.id.as_str()).ok() == Some(ok.as_str()),
+            "ContainerStatus by id prefix: {prefix:?}"
+        );
+    } else {
+        expect_code("ContainerStatus by id prefix", prefix, Code::NotFound)?;
+    }
 
     // Removing a running container: containerd refuses (FailedPrecondition? no: it force-
     // stops it). Stop first as kubelet does, then remove.
@@ -1047,7 +1062,8 @@ pub async fn stop(ctx: &SuiteCtx) -> Result<()> {
     ctx.cri.stop_container(&graceful, 10).await?;
     let took = t0.elapsed();
     let s = ctx.cri.container_status(&graceful).await?;
-    ensure!(took < Duration::from_secs(3), "graceful stop took {took:?}");
+    // Well before the 10 s timeout (the margin is for loaded build hosts).
+    ensure!(took < Duration::from_secs(5), "graceful stop took {took:?}");
     ensure!(
         s.exit_code == 0 && s.reason == "Completed",
         "graceful: {s:?}"
@@ -1531,36 +1547,40 @@ pub async fn stats(ctx: &SuiteCtx) -> Result<()> {
             ),
         )
         .await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let st = ctx
-        .cri
-        .rt
-        .clone()
-        .container_stats(api::ContainerStatsRequest {
-            container_id: id.clone(),
-        })
-        .await?
-        .into_inner()
-        .stats
-        .context("ContainerStats: no stats")?;
-    let cpu = st
-        .cpu
-        .as_ref()
-        .and_then(|c| c.usage_core_nano_seconds.as_ref())
-        .map(|v| v.value);
-    ensure!(
-        cpu.unwrap_or(0) > 100_000_000,
-        "cpu usage of a busy loop after 1.5 s: {st:?}"
-    );
-    let ws = st
-        .memory
-        .as_ref()
-        .and_then(|m| m.working_set_bytes.as_ref())
-        .map(|v| v.value);
-    ensure!(
-        ws.unwrap_or(0) > 4_000_000,
-        "working set with 8 MB in /dev/shm: {st:?}"
-    );
+    // Poll: on a loaded host the busy loop may get little CPU at first, and a runtime may
+    // sample stats periodically.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (st, cpu) = loop {
+        let st = ctx
+            .cri
+            .rt
+            .clone()
+            .container_stats(api::ContainerStatsRequest {
+                container_id: id.clone(),
+            })
+            .await?
+            .into_inner()
+            .stats
+            .context("ContainerStats: no stats")?;
+        let cpu = st
+            .cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .map(|v| v.value)
+            .unwrap_or(0);
+        let ws = st
+            .memory
+            .as_ref()
+            .and_then(|m| m.working_set_bytes.as_ref())
+            .map(|v| v.value)
+            .unwrap_or(0);
+        if (cpu > 100_000_000 && ws > 4_000_000) || Instant::now() > deadline {
+            ensure!(cpu > 100_000_000, "cpu usage of a busy loop: {st:?}");
+            ensure!(ws > 4_000_000, "working set with 8 MB in /dev/shm: {st:?}");
+            break (st, Some(cpu));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     ensure!(
         st.attributes.as_ref().map(|a| a.id.as_str()) == Some(id.as_str()),
         "attributes: {st:?}"
