@@ -1084,7 +1084,7 @@ pub async fn stop(ctx: &SuiteCtx) -> Result<()> {
 
 /// Reads a cgroup file of the container's memory or cpu controller on the host, from any
 /// hierarchy in the test's subtree: `<root>/<cgroup_parent>/<container id>/<file>`.
-fn host_cgroup_file(ctx: &SuiteCtx, pod: &Pod, id: &str, file: &str) -> Option<String> {
+fn host_cgroup_file(pod: &Pod, id: &str, file: &str) -> Option<String> {
     let parent = pod
         .config
         .linux
@@ -1098,7 +1098,6 @@ fn host_cgroup_file(ctx: &SuiteCtx, pod: &Pod, id: &str, file: &str) -> Option<S
         .find(|p| p.exists())
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
-        .filter(|_| !ctx.cgroup_parent.is_empty())
 }
 
 const MEM_SCRIPT: &str =
@@ -1125,14 +1124,14 @@ pub async fn resources(ctx: &SuiteCtx) -> Result<()> {
     );
     let cpu = ctx.cri.exec_ok(&id, &["sh", "-c", CPU_SCRIPT]).await?;
     ensure!(cpu.trim() == "50000 100000", "cpu quota inside: {cpu:?}");
-    let host_mem = host_cgroup_file(ctx, &pod, &id, "memory.limit_in_bytes")
-        .or_else(|| host_cgroup_file(ctx, &pod, &id, "memory.max"));
+    let host_mem = host_cgroup_file(&pod, &id, "memory.limit_in_bytes")
+        .or_else(|| host_cgroup_file(&pod, &id, "memory.max"));
     ensure!(
         host_mem.as_deref() == Some(&(64u64 << 20).to_string()),
         "memory limit of <cgroup_parent>/<id> on the host: {host_mem:?}"
     );
     // The container's processes are in that cgroup.
-    let procs = host_cgroup_file(ctx, &pod, &id, "cgroup.procs").unwrap_or_default();
+    let procs = host_cgroup_file(&pod, &id, "cgroup.procs").unwrap_or_default();
     ensure!(!procs.is_empty(), "no process in the container's cgroup");
 
     ctx.cri

@@ -11,7 +11,8 @@
 //! READY
 //! ```
 //!
-//! and keeps everything up until stdin closes, then tears it all down. Used by
+//! (busybox and the sandbox image are pulled through CRI first) and keeps everything up until
+//! stdin closes, then tears it all down. Used by
 //! `scripts/bench/cri.sh` and `scripts/bench/footprint.sh`. The runtime for `deckhand` is
 //! `$DECKHAND_BIN`.
 
@@ -49,7 +50,9 @@ fn main() -> Result<()> {
         .build()?;
     rt.block_on(async {
         let env = CriEnv::start_in_namespaces(which, &fx).await?;
+        // Both images up front, so no timed RunPodSandbox includes the sandbox image's pull.
         env.ctx.cri.pull(&env.ctx.busybox).await?;
+        env.ctx.cri.pull(&env.ctx.pause).await?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "ENDPOINT={}", env.ctx.cri.endpoint)?;
         writeln!(out, "IMAGE={}", env.ctx.busybox)?;
