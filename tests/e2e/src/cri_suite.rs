@@ -790,8 +790,25 @@ pub async fn container_lifecycle(ctx: &SuiteCtx) -> Result<()> {
         expect_code("ContainerStatus by id prefix", prefix, Code::NotFound)?;
     }
 
-    // Removing a running container: containerd refuses (FailedPrecondition? no: it force-
-    // stops it). Stop first as kubelet does, then remove.
+    // RemoveContainer of a RUNNING container succeeds: containerd kills it first.
+    let doomed = ctx
+        .start(&pod, ctx.container_config("doomed", &["sleep", "3600"]))
+        .await?;
+    ctx.cri
+        .remove_container(&doomed)
+        .await
+        .map_err(|s| anyhow::anyhow!("RemoveContainer of a running container: {s}"))?;
+    expect_code(
+        "ContainerStatus of a container removed while running",
+        ctx.cri.container_status(&doomed).await,
+        Code::NotFound,
+    )?;
+    ensure!(
+        host_cgroup_file(&pod, &doomed, "cgroup.procs").is_none_or(|p| p.is_empty()),
+        "a container removed while running still has processes"
+    );
+
+    // Stop first as kubelet does, then remove.
     ctx.cri.stop_container(&runner, 0).await?;
     let sr = ctx.cri.container_status(&runner).await?;
     ensure!(
@@ -920,7 +937,8 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
         std::fs::metadata(&rotated)?.len() == len1,
         "the rotated log still grows"
     );
-    // Reopen of a stopped container fails: containerd says FailedPrecondition? (see doc).
+    // ReopenContainerLog of a stopped container fails (containerd: Unknown, "container is not
+    // running").
     ctx.cri.stop_container(&ticker, 0).await?;
     let r = ctx
         .cri
