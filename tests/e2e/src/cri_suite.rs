@@ -543,6 +543,31 @@ pub async fn sandbox_lifecycle(ctx: &SuiteCtx) -> Result<()> {
         addr.contains(&format!("inet {ip}/")),
         "eth0 of pod a:\n{addr}"
     );
+    // Pods on the bridge reach each other and the gateway (the bridge's first address).
+    let c_pod = ctx.new_pod("sbx-c", false).await?;
+    let ipc = ctx
+        .cri
+        .pod_status(&c_pod.id)
+        .await?
+        .network
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    ensure!(
+        in_pod_subnet(&ipc) && ipc != ip,
+        "pod c IP {ipc:?} (pod a has {ip})"
+    );
+    for target in [ipc.as_str(), "10.88.0.1"] {
+        let r = ctx
+            .cri
+            .exec_sync(&c, &["ping", "-c", "1", "-W", "5", target], 15)
+            .await?;
+        ensure!(
+            r.exit_code == 0,
+            "ping {target} from pod a failed: {}",
+            String::from_utf8_lossy(&r.stdout)
+        );
+    }
+    ctx.remove_pod(&c_pod).await;
     let hc = ctx
         .start(&b, ctx.container_config("hostnet", &["sleep", "3600"]))
         .await?;
@@ -1287,7 +1312,10 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
     ensure!(
         mounts
             .lines()
-            .filter(|l| l.split(' ').nth(2) == Some("cgroup") || l.split(' ').nth(1) == Some("/sys"))
+            .filter(|l| {
+                matches!(l.split(' ').nth(2), Some("cgroup" | "cgroup2"))
+                    || l.split(' ').nth(1) == Some("/sys")
+            })
             .all(|l| l.split(' ').nth(3).is_some_and(|o| o.starts_with("ro"))),
         "unprivileged: /sys and cgroup mounts must be read-only:\n{mounts}"
     );
