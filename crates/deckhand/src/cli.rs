@@ -34,9 +34,22 @@ pub enum Command {
     /// Manage the node's image store: pull, import, list, inspect, remove, prune, verify.
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Run the container runtime alone, serving CRI v1 gRPC (images, Version and Status so far)
-    /// until SIGINT or SIGTERM.
+    /// Run the container runtime alone, serving CRI v1 gRPC (images, pod sandboxes, containers,
+    /// exec, logs, stats) until SIGINT or SIGTERM. Containers keep running when it stops.
     Runtime(RuntimeArgs),
+    /// Internal: the per-pod supervisor the runtime starts (never run by hand).
+    #[command(hide = true)]
+    Shim(ShimArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShimArgs {
+    /// The pod sandbox this shim supervises.
+    #[arg(long)]
+    pub sandbox_id: String,
+    /// Control socket to listen on.
+    #[arg(long)]
+    pub socket: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -48,6 +61,15 @@ pub struct RuntimeArgs {
         default_value = "unix:///run/deckhand/cri.sock"
     )]
     pub listen: String,
+    /// Directory of CNI network configurations (the lexically first .conflist/.conf is used).
+    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: std::path::PathBuf,
+    /// Directories searched for CNI plugin binaries (repeat or separate with ':').
+    #[arg(long, value_name = "DIR", value_delimiter = ':', default_value = "/opt/cni/bin:/usr/lib/cni")]
+    pub cni_bin_dir: Vec<std::path::PathBuf>,
+    /// Address of the streaming server for exec, attach and port-forward URLs.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub stream_address: std::net::SocketAddr,
 }
 
 #[derive(Debug, Subcommand)]

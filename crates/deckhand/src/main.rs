@@ -5,6 +5,7 @@ mod cli;
 mod image_cmd;
 mod progress;
 mod runtime_cmd;
+mod shim_cmd;
 
 use clap::Parser;
 
@@ -12,10 +13,14 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     // A long-running server says what it serves and when it stops; one-shot commands stay quiet.
     let default_level = match cli.command {
-        cli::Command::Runtime(_) => "info",
+        cli::Command::Runtime(_) | cli::Command::Shim(_) => "info",
         cli::Command::Image(_) => "warn",
     };
     init_tracing(cli.log_level.as_deref().unwrap_or(default_level));
+    // The shim forks containers from a single thread: it must start before any async runtime.
+    if let cli::Command::Shim(args) = &cli.command {
+        return shim_cmd::run(&cli.data_dir, args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +45,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Image(args) => image_cmd::run(&cli.data_dir, args).await,
         cli::Command::Runtime(args) => runtime_cmd::run(&cli.data_dir, args).await,
+        cli::Command::Shim(_) => unreachable!("the shim runs before the async runtime starts"),
     }
 }
 

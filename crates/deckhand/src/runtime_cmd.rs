@@ -12,11 +12,8 @@ pub async fn run(data_dir: &Path, args: RuntimeArgs) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install a SIGINT handler")?;
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
-    let server = CriServer::bind(ServerConfig {
-        data_dir: data_dir.to_path_buf(),
-        socket,
-    })
-    .await?;
+    let config = ServerConfig::new(data_dir, socket);
+    let server = CriServer::bind(config).await?;
     tracing::info!(
         socket = %server.socket().display(),
         data_dir = %data_dir.display(),

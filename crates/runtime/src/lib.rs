@@ -9,4 +9,5 @@
 pub mod container;
 pub mod cri;
 pub mod seccomp;
+pub mod shim;
 pub mod spec;

@@ -23,6 +23,8 @@ pub enum ProcessError {
         #[source]
         source: nix::Error,
     },
+    #[error("signal handling: {0}")]
+    Signal(#[source] nix::Error),
     #[error("{path}: {source}")]
     Proc {
         path: String,
@@ -92,6 +94,14 @@ pub fn fork_child<F: FnOnce() -> i32>(f: F) -> Result<Pid, ProcessError> {
     match unsafe { fork() }.map_err(ProcessError::Fork)? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
+            // A supervisor blocks SIGCHLD to read it from a signalfd; the mask survives fork and
+            // exec, and a container whose init starts with SIGCHLD blocked cannot reap
+            // reliably. Children start with an empty mask.
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            );
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(101);
             // SAFETY: _exit is async-signal-safe and never returns.
             unsafe { libc::_exit(code) }
@@ -127,6 +137,72 @@ pub fn try_wait_exit(pid: Pid) -> Result<Option<Exit>, ProcessError> {
             pid: pid.as_raw(),
             source,
         }),
+    }
+}
+
+/// Reap any one ended child without blocking: `Ok(None)` when no child has ended (or there are
+/// no children at all).
+pub fn reap_any() -> Result<Option<(i32, Exit)>, ProcessError> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Ok(Some((pid.as_raw(), Exit::Code(code)))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                return Ok(Some((pid.as_raw(), Exit::Signal(sig as i32))))
+            }
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(_) => continue,
+            Err(nix::Error::ECHILD) => return Ok(None),
+            Err(nix::Error::EINTR) => continue,
+            Err(source) => return Err(ProcessError::Wait { pid: -1, source }),
+        }
+    }
+}
+
+/// Block SIGCHLD for the calling thread and return a signalfd that becomes readable when a
+/// child changes state: a single-threaded supervisor polls it beside its sockets and pipes.
+/// The mask is inherited by threads spawned afterwards; children made by [`fork_child`] start
+/// with an empty mask.
+pub fn sigchld_fd() -> Result<nix::sys::signalfd::SignalFd, ProcessError> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .map_err(ProcessError::Signal)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(ProcessError::Signal)
+}
+
+/// Whether the calling process has any child left (running or not yet reaped).
+/// (Counts the children of the calling thread, which is all of them in a single-threaded
+/// process such as a forked helper.)
+pub fn has_children() -> bool {
+    fs::read_to_string("/proc/thread-self/children").map_or(false, |s| !s.trim().is_empty())
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Start a new session (detach from the caller's terminal and process group), for daemons.
+pub fn new_session() -> Result<(), ProcessError> {
+    nix::unistd::setsid().map(|_| ()).map_err(ProcessError::Signal)
+}
+
+/// Send `signal` (a number) to `pid`; ESRCH (already gone) is not an error.
+pub fn signal_pid(pid: i32, signal: i32) -> Result<(), ProcessError> {
+    let sig = nix::sys::signal::Signal::try_from(signal).map_err(ProcessError::Signal)?;
+    match nix::sys::signal::kill(Pid::from_raw(pid), sig) {
+        Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+        Err(e) => Err(ProcessError::Signal(e)),
     }
 }
 

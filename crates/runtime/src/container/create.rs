@@ -29,16 +29,27 @@ impl Runtime {
         config: &ContainerConfig,
         stdio: Stdio,
     ) -> Result<ContainerState, ContainerError> {
-        validate_id(id)?;
-        if self.container_state_dir(id).exists() || self.status_path(id).exists() {
-            return Err(ContainerError::AlreadyExists { id: id.into() });
-        }
         let spec = config
             .to_oci_spec(id, &self.host)
             .map_err(|source| ContainerError::Spec {
                 id: id.into(),
                 source,
             })?;
+        self.create_with_spec(id, spec, stdio)
+    }
+
+    /// [`Runtime::create`] from an OCI spec made earlier (the CRI server generates it and hands
+    /// it to the pod's shim, which creates the container). Same guarantees.
+    pub fn create_with_spec(
+        &self,
+        id: &str,
+        spec: Spec,
+        stdio: Stdio,
+    ) -> Result<ContainerState, ContainerError> {
+        validate_id(id)?;
+        if self.container_state_dir(id).exists() || self.status_path(id).exists() {
+            return Err(ContainerError::AlreadyExists { id: id.into() });
+        }
         let cgroup_path = spec
             .linux()
             .as_ref()

@@ -16,6 +16,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod kill;
 mod start;
 mod status;
@@ -28,6 +29,7 @@ use deckhand_sys::cgroup::Cgroups;
 
 use crate::spec::{ContainerConfig, HostFacts};
 
+pub use exec::ExecConfig;
 pub use status::{ContainerState, ContainerStatus, ExitRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +140,19 @@ impl Runtime {
         deckhand_sys::process::set_child_subreaper()
             .map_err(|e| ContainerError::Setup(e.to_string()))?;
         Ok(rt)
+    }
+
+    /// A handle for a process that reads container state and changes cgroups but does not
+    /// parent containers (the CRI server): no subreaper, no directories created.
+    pub fn open(config: RuntimeConfig) -> Result<Self, ContainerError> {
+        Ok(Self {
+            state_root: config.data_dir.join("state"),
+            bundle_root: config.data_dir.join("bundles"),
+            status_root: config.data_dir.join("status"),
+            cgroups: Cgroups::open(&config.cgroup_root)
+                .map_err(|e| ContainerError::Setup(e.to_string()))?,
+            host: config.host.unwrap_or_else(HostFacts::detect),
+        })
     }
 
     pub fn host(&self) -> &HostFacts {

@@ -12,7 +12,7 @@ impl Runtime {
     /// finish time. Only the container's parent (the process that created it) can wait; a
     /// container already waited for returns its recorded exit.
     pub fn wait(&self, id: &str) -> Result<ExitRecord, ContainerError> {
-        let mut state = self.state(id)?;
+        let state = self.state(id)?;
         if let Some(exit) = &state.exit {
             return Ok(exit.clone());
         }
@@ -23,6 +23,20 @@ impl Runtime {
                     source,
                 }
             })?;
+        self.record_exit(id, exit)
+    }
+
+    /// Record how container `id`'s init ended, for a caller that reaped it itself (the shim
+    /// reaps every child from its event loop). Idempotent: an exit already recorded is kept.
+    pub fn record_exit(
+        &self,
+        id: &str,
+        exit: deckhand_sys::process::Exit,
+    ) -> Result<ExitRecord, ContainerError> {
+        let mut state = self.state(id)?;
+        if let Some(exit) = &state.exit {
+            return Ok(exit.clone());
+        }
         let finished_at = Utc::now();
         let oom_killed = match self.cgroups.oom_kill_count(&state.cgroup_path) {
             Ok(n) => n > 0,

@@ -18,12 +18,40 @@ pub const DEFAULT_ENDPOINT: &str = "unix:///run/deckhand/cri.sock";
 /// Only the owner and its group may talk to the runtime: it runs containers as root.
 const SOCKET_MODE: u32 = 0o660;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServerConfig {
-    /// deckhand's data dir; images live in `<data_dir>/images`.
+    /// deckhand's data dir; images live in `<data_dir>/images`, runtime state in
+    /// `<data_dir>/runtime`.
     pub data_dir: PathBuf,
     /// The socket path (see [`socket_path`] for `unix://` endpoints).
     pub socket: PathBuf,
+    /// The `deckhand` binary, whose `shim` command starts a pod's shim.
+    pub shim_binary: PathBuf,
+    /// Pod networking (CNI); `None`: only host-network pods can run.
+    pub network: Option<std::sync::Arc<dyn super::PodNetwork>>,
+}
+
+impl ServerConfig {
+    /// A server for `data_dir` on `socket`, with shims started from this executable.
+    pub fn new(data_dir: impl Into<PathBuf>, socket: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data_dir: data_dir.into(),
+            socket: socket.into(),
+            shim_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("deckhand")),
+            network: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("socket", &self.socket)
+            .field("shim_binary", &self.shim_binary)
+            .field("network", &self.network.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +74,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot load the runtime state in {data_dir}: {message}")]
+    State { data_dir: PathBuf, message: String },
     #[error("CRI server on {path} failed: {source}")]
     Serve {
         path: PathBuf,
@@ -69,6 +99,7 @@ pub struct CriServer {
     socket: PathBuf,
     listener: UnixListener,
     store: ImageStore,
+    runtime: RuntimeService,
 }
 
 impl CriServer {
@@ -88,6 +119,18 @@ impl CriServer {
                     data_dir: config.data_dir.clone(),
                     source,
                 })?;
+        let runtime = RuntimeService::new(
+            super::RuntimeServiceConfig {
+                data_dir: config.data_dir.clone(),
+                shim_binary: config.shim_binary.clone(),
+                network: config.network.clone(),
+            },
+            store.clone(),
+        )
+        .map_err(|message| ServerError::State {
+            data_dir: config.data_dir.clone(),
+            message,
+        })?;
         let socket = config.socket;
         let io = |source| ServerError::Socket {
             path: socket.clone(),
@@ -104,6 +147,7 @@ impl CriServer {
             socket,
             listener,
             store,
+            runtime,
         })
     }
 
@@ -118,10 +162,11 @@ impl CriServer {
             socket,
             listener,
             store,
+            runtime,
         } = self;
         tracing::debug!(socket = %socket.display(), "serving CRI v1");
         let result = tonic::transport::Server::builder()
-            .add_service(RuntimeServiceServer::new(RuntimeService::new()))
+            .add_service(RuntimeServiceServer::new(runtime))
             .add_service(ImageServiceServer::new(ImageService::new(store)))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
             .await;
@@ -198,10 +243,7 @@ mod tests {
     async fn stale_socket_is_replaced_and_live_one_refused() {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("run/cri.sock");
-        let config = ServerConfig {
-            data_dir: dir.path().join("data"),
-            socket: socket.clone(),
-        };
+        let config = ServerConfig::new(dir.path().join("data"), socket.clone());
         let server = CriServer::bind(config.clone()).await.unwrap();
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);

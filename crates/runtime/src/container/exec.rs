@@ -1,0 +1,164 @@
+//! `exec`: start another process inside a running container (CRI Exec/ExecSync, probes).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+
+use super::status::ContainerStatus;
+use super::{error_chain, io_err, ContainerError, Runtime, Stdio};
+
+/// What to run; the rest (user, cwd, capabilities, seccomp, namespaces, cgroup) comes from the
+/// container's spec, as `runc exec` does.
+#[derive(Debug, Clone, Default)]
+pub struct ExecConfig {
+    pub args: Vec<String>,
+    /// `KEY=value` entries overriding the container's environment.
+    pub env: Vec<String>,
+}
+
+impl Runtime {
+    /// Start `config.args` in running container `id` and return its pid. Like [`Runtime::create`]
+    /// this forks a helper that runs libcontainer (same single-thread contract); the process
+    /// is the helper's child and is reparented to this subreaper when the helper exits, so the
+    /// caller reaps it.
+    pub fn exec(&self, id: &str, config: &ExecConfig, stdio: Stdio) -> Result<i32, ContainerError> {
+        let state = self.state(id)?;
+        if state.status != ContainerStatus::Running {
+            return Err(ContainerError::InvalidState {
+                id: id.into(),
+                state: state.status,
+                op: "exec",
+            });
+        }
+        if config.args.is_empty() {
+            return Err(ContainerError::Runtime {
+                id: id.into(),
+                op: "exec",
+                message: "no command given".into(),
+            });
+        }
+        let env: HashMap<String, String> = config
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let devnull = || -> Result<OwnedFd, ContainerError> {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(io_err(id, "open /dev/null", std::path::Path::new("/dev/null")))
+        };
+        let stdin = stdio.stdin.map_or_else(devnull, Ok)?;
+        let stdout = stdio.stdout.map_or_else(devnull, Ok)?;
+        let stderr = stdio.stderr.map_or_else(devnull, Ok)?;
+        let state_root = self.state_root.clone();
+        let args = config.args.clone();
+        run_in_helper(id, "exec", move || {
+            ContainerBuilder::new(id.to_owned(), SyscallType::default())
+                .with_root_path(&state_root)
+                .map(|b| {
+                    b.with_stdin(stdin)
+                        .with_stdout(stdout)
+                        .with_stderr(stderr)
+                        .as_tenant()
+                        .with_container_args(args)
+                        .with_env(env)
+                        .with_detach(true)
+                })
+                .and_then(|b| b.build())
+                .map(|pid| pid.as_raw())
+                .map_err(|e| error_chain(&e))
+        })
+    }
+}
+
+/// Run `f` in a forked helper process and return the pid it reports. The helper is a subreaper
+/// while it runs so that processes a failed libcontainer call leaves behind are reaped there.
+pub(crate) fn run_in_helper(
+    id: &str,
+    op: &'static str,
+    f: impl FnOnce() -> Result<i32, String>,
+) -> Result<i32, ContainerError> {
+    let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
+        ContainerError::Io {
+            id: id.into(),
+            op: "pipe",
+            path: Default::default(),
+            source: e.into(),
+        }
+    })?;
+    let helper = deckhand_sys::process::fork_child(|| {
+        let mut tx = std::fs::File::from(tx);
+        let _ = deckhand_sys::process::set_child_subreaper();
+        match f() {
+            Ok(pid) => {
+                let _ = write!(tx, "ok {pid}");
+                0
+            }
+            Err(message) => {
+                let _ = write!(tx, "err {message}");
+                // Reap what libcontainer left (intermediate/init of a failed call).
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                while std::time::Instant::now() < deadline {
+                    match deckhand_sys::process::reap_any() {
+                        Ok(Some(_)) => {}
+                        Ok(None) if deckhand_sys::process::has_children() => {
+                            std::thread::sleep(std::time::Duration::from_millis(5))
+                        }
+                        _ => break,
+                    }
+                }
+                1
+            }
+        }
+    })
+    .map_err(|source| ContainerError::Process {
+        id: id.into(),
+        source,
+    })?;
+    // The started process may hold the pipe's write end until it execs: wait for the helper,
+    // then read without blocking (the reply is far below the pipe buffer size).
+    let helper_exit =
+        deckhand_sys::process::wait_exit(helper).map_err(|source| ContainerError::Process {
+            id: id.into(),
+            source,
+        })?;
+    nix::fcntl::fcntl(
+        rx.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .map_err(|e| io_err(id, "read helper result", std::path::Path::new("pipe"))(e.into()))?;
+    let mut reply = String::new();
+    match std::fs::File::from(rx).read_to_string(&mut reply) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(io_err(id, "read helper result", std::path::Path::new("pipe"))(e)),
+    }
+    match reply.split_once(' ') {
+        Some(("ok", pid)) => pid
+            .parse::<i32>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| ContainerError::Runtime {
+                id: id.into(),
+                op,
+                message: format!("helper reported no pid ({reply:?})"),
+            }),
+        Some(("err", message)) => Err(ContainerError::Runtime {
+            id: id.into(),
+            op,
+            message: message.to_owned(),
+        }),
+        _ => Err(ContainerError::Runtime {
+            id: id.into(),
+            op,
+            message: format!("helper ended with {helper_exit:?} without a result"),
+        }),
+    }
+}

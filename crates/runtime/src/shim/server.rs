@@ -1,0 +1,907 @@
+//! The shim process: one per pod, single-threaded, event-driven (`poll`).
+//!
+//! It is a child subreaper: each container init (and each exec'd process) is created by a
+//! short-lived forked helper (libcontainer) and then reparented here, so the shim is the
+//! process that reaps them and learns how they ended. It holds the read ends of the
+//! containers' stdout/stderr pipes and writes them to the CRI log files, forwards them to
+//! attached clients, and records every exit in the container's status file before telling
+//! anyone. It never depends on the runtime process: when the runtime stops or crashes, the
+//! shim and its containers keep running and the runtime reconnects to the socket later.
+//!
+//! Single-threaded on purpose: libcontainer's create/exec forks the caller and continues in
+//! the copy, which is only safe when no other thread can hold a lock at that moment.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, BufRead, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+
+use super::logs::{LogWriter, Stream};
+use super::protocol::{self, ErrorKind, FrameKind, Request, Response};
+use crate::container::{ContainerError, ExecConfig, ExitRecord, Runtime, RuntimeConfig, Stdio};
+
+/// How a shim is started (the flags of `deckhand shim`).
+#[derive(Debug, Clone)]
+pub struct ShimConfig {
+    pub sandbox_id: String,
+    /// The control socket to listen on.
+    pub socket: PathBuf,
+    /// Where container state lives (shared by every shim of the runtime).
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("shim for sandbox {sandbox}: {what}: {source}")]
+    Io {
+        sandbox: String,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("shim for sandbox {sandbox}: {source}")]
+    Runtime {
+        sandbox: String,
+        #[source]
+        source: ContainerError,
+    },
+    #[error("shim for sandbox {sandbox} did not start: {message}")]
+    Start { sandbox: String, message: String },
+}
+
+/// Start the shim as a daemon and return its pid once its socket accepts connections. The
+/// daemon is a forked child in its own session; the caller (the `deckhand shim` process the
+/// runtime spawned) exits right after, so the shim is reparented away from the runtime and
+/// survives it.
+///
+/// Must be called while the process is single-threaded (it forks).
+pub fn start_daemon(config: ShimConfig) -> Result<i32, ShimError> {
+    let sandbox = config.sandbox_id.clone();
+    let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ShimError::Io {
+        sandbox: sandbox.clone(),
+        what: "pipe".into(),
+        source: e.into(),
+    })?;
+    let child = deckhand_sys::process::fork_child(move || {
+        let mut ready = File::from(tx);
+        if let Err(e) = deckhand_sys::process::new_session() {
+            let _ = write!(ready, "err {e}");
+            return 1;
+        }
+        let mut shim = match Shim::bind(config) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = write!(ready, "err {e}");
+                return 1;
+            }
+        };
+        let _ = write!(ready, "ok {}", std::process::id());
+        drop(ready);
+        match shim.run() {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!(error = %e, "shim failed");
+                1
+            }
+        }
+    })
+    .map_err(|e| ShimError::Start {
+        sandbox: sandbox.clone(),
+        message: e.to_string(),
+    })?;
+    let mut reply = String::new();
+    let _ = File::from(rx).read_to_string(&mut reply);
+    match reply.split_once(' ') {
+        Some(("ok", pid)) => pid.parse().map_err(|_| ShimError::Start {
+            sandbox,
+            message: format!("bad readiness message {reply:?}"),
+        }),
+        Some(("err", message)) => Err(ShimError::Start {
+            sandbox,
+            message: message.to_owned(),
+        }),
+        _ => {
+            let exit = deckhand_sys::process::wait_exit(child);
+            Err(ShimError::Start {
+                sandbox,
+                message: format!("daemon ended ({exit:?}) before it was ready"),
+            })
+        }
+    }
+}
+
+/// Ends of a container's or exec's stdout and stderr pipes, by [`Stream`].
+type Outputs = [Option<File>; 2];
+
+struct Container {
+    pid: i32,
+    log: Option<LogWriter>,
+    out: Outputs,
+    stdin: Option<File>,
+    stdin_once: bool,
+    waiters: Vec<usize>,
+    attached: Vec<usize>,
+    exit: Option<ExitRecord>,
+}
+
+struct ExecProcess {
+    conn: usize,
+    out: Outputs,
+    stdin: Option<File>,
+    /// Set when the process was reaped; the exit frame goes out once its output is drained.
+    status: Option<i32>,
+}
+
+enum Mode {
+    Control,
+    Attach { id: String, stdin: bool },
+    Exec { pid: i32 },
+}
+
+struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    mode: Mode,
+    closed: bool,
+}
+
+#[derive(Clone)]
+enum Source {
+    Listener,
+    Signal,
+    Conn(usize),
+    Container(String, Stream),
+    Exec(i32, Stream),
+}
+
+struct Shim {
+    sandbox: String,
+    socket: PathBuf,
+    rt: Runtime,
+    listener: UnixListener,
+    sigfd: nix::sys::signalfd::SignalFd,
+    conns: Vec<Option<Conn>>,
+    containers: BTreeMap<String, Container>,
+    execs: HashMap<i32, ExecProcess>,
+    shutdown: bool,
+}
+
+impl Shim {
+    fn bind(config: ShimConfig) -> Result<Shim, ShimError> {
+        let sandbox = config.sandbox_id.clone();
+        let io = |what: &str| {
+            let sandbox = sandbox.clone();
+            let what = what.to_owned();
+            move |source| ShimError::Io {
+                sandbox,
+                what,
+                source,
+            }
+        };
+        let rt = Runtime::new(config.runtime).map_err(|source| ShimError::Runtime {
+            sandbox: sandbox.clone(),
+            source,
+        })?;
+        let sigfd = deckhand_sys::process::sigchld_fd()
+            .map_err(|e| io("signalfd")(io::Error::other(e.to_string())))?;
+        if let Some(dir) = config.socket.parent() {
+            std::fs::create_dir_all(dir).map_err(io("create socket dir"))?;
+        }
+        if UnixStream::connect(&config.socket).is_ok() {
+            return Err(io("bind")(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is served by another shim", config.socket.display()),
+            )));
+        }
+        let _ = std::fs::remove_file(&config.socket);
+        let listener = UnixListener::bind(&config.socket).map_err(io("bind"))?;
+        listener.set_nonblocking(true).map_err(io("bind"))?;
+        tracing::info!(sandbox = %sandbox, socket = %config.socket.display(), "shim ready");
+        Ok(Shim {
+            sandbox,
+            socket: config.socket,
+            rt,
+            listener,
+            sigfd,
+            conns: Vec::new(),
+            containers: BTreeMap::new(),
+            execs: HashMap::new(),
+            shutdown: false,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), ShimError> {
+        while !self.shutdown {
+            let ready = self.poll_once().map_err(|source| ShimError::Io {
+                sandbox: self.sandbox.clone(),
+                what: "poll".into(),
+                source,
+            })?;
+            for src in ready {
+                match src {
+                    Source::Listener => self.accept(),
+                    Source::Signal => self.reap(),
+                    Source::Conn(t) => self.conn_readable(t),
+                    Source::Container(id, s) => self.container_output(&id, s),
+                    Source::Exec(pid, s) => self.exec_output(pid, s),
+                }
+            }
+            self.conns.iter_mut().for_each(|c| {
+                if c.as_ref().is_some_and(|c| c.closed) {
+                    *c = None;
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        tracing::info!(sandbox = %self.sandbox, "shim exiting");
+        Ok(())
+    }
+
+    /// Wait for any source to be ready and return the ready ones.
+    fn poll_once(&mut self) -> io::Result<Vec<Source>> {
+        let mut sources = vec![Source::Listener, Source::Signal];
+        let mut fds = vec![
+            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        for (t, c) in self.conns.iter().enumerate() {
+            if let Some(c) = c {
+                sources.push(Source::Conn(t));
+                fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        for (id, c) in &self.containers {
+            for (i, f) in c.out.iter().enumerate() {
+                if let Some(f) = f {
+                    sources.push(Source::Container(id.clone(), stream_of(i)));
+                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                }
+            }
+        }
+        for (pid, e) in &self.execs {
+            for (i, f) in e.out.iter().enumerate() {
+                if let Some(f) = f {
+                    sources.push(Source::Exec(*pid, stream_of(i)));
+                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                }
+            }
+        }
+        loop {
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => break,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(fds
+            .iter()
+            .zip(sources)
+            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    // Blocking IO on connections: a read happens only when poll said readable;
+                    // a write to a client that stopped reading gives up after the timeout
+                    // instead of stalling every pod container.
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+                    let conn = Conn {
+                        stream,
+                        buf: Vec::new(),
+                        mode: Mode::Control,
+                        closed: false,
+                    };
+                    match self.conns.iter().position(Option::is_none) {
+                        Some(t) => self.conns[t] = Some(conn),
+                        None => self.conns.push(Some(conn)),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn conn_readable(&mut self, t: usize) {
+        let Some(conn) = self.conns[t].as_mut() else {
+            return;
+        };
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match conn.stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            Err(_) => 0,
+        };
+        if n == 0 {
+            self.close_conn(t);
+            return;
+        }
+        conn.buf.extend_from_slice(&chunk[..n]);
+        match conn.mode {
+            Mode::Control => self.handle_requests(t),
+            Mode::Attach { .. } | Mode::Exec { .. } => self.handle_frames(t),
+        }
+    }
+
+    fn handle_requests(&mut self, t: usize) {
+        loop {
+            let Some(conn) = self.conns[t].as_mut() else {
+                return;
+            };
+            if !matches!(conn.mode, Mode::Control) {
+                // Bytes after an exec/attach request are already frames.
+                return self.handle_frames(t);
+            }
+            let Some(nl) = conn.buf.iter().position(|&b| b == b'\n') else {
+                return;
+            };
+            let line: Vec<u8> = conn.buf.drain(..=nl).collect();
+            let response = match serde_json::from_slice::<Request>(line.trim_ascii()) {
+                Ok(req) => self.handle(t, req),
+                Err(e) => Some(Response::Error {
+                    kind: ErrorKind::InvalidArgument,
+                    message: format!("bad shim request: {e}"),
+                }),
+            };
+            if let Some(r) = response {
+                self.respond(t, &r);
+            }
+        }
+    }
+
+    fn respond(&mut self, t: usize, r: &Response) {
+        let Some(conn) = self.conns[t].as_mut() else {
+            return;
+        };
+        let mut line = serde_json::to_vec(r).unwrap_or_default();
+        line.push(b'\n');
+        if conn.stream.write_all(&line).is_err() {
+            conn.closed = true;
+        }
+    }
+
+    /// Handle one request; `None` when the answer comes later (wait).
+    fn handle(&mut self, t: usize, req: Request) -> Option<Response> {
+        let result = match req {
+            Request::Ping => Ok(Response::Pong {
+                pid: std::process::id() as i32,
+            }),
+            Request::Create {
+                id,
+                spec,
+                log_path,
+                stdin,
+                stdin_once,
+            } => self.create(&id, spec, log_path.as_deref(), stdin, stdin_once),
+            Request::Start { id } => self.rt.start(&id).map(|()| Response::Ok),
+            Request::Kill { id, signal, all } => self.kill(&id, signal, all),
+            Request::Wait { id } => {
+                if let Some(c) = self.containers.get_mut(&id) {
+                    match &c.exit {
+                        Some(exit) => Ok(Response::Exited { exit: exit.clone() }),
+                        None => {
+                            c.waiters.push(t);
+                            return None;
+                        }
+                    }
+                } else {
+                    match self.rt.state(&id) {
+                        Ok(s) => match s.exit {
+                            Some(exit) => Ok(Response::Exited { exit }),
+                            None => Err(ContainerError::Runtime {
+                                id,
+                                op: "wait",
+                                message: "not supervised by this shim".into(),
+                            }),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            Request::Delete { id, force } => self.delete(&id, force),
+            Request::ReopenLog { id } => match self.containers.get_mut(&id) {
+                Some(c) => match c.log.as_mut().map(LogWriter::reopen) {
+                    Some(Err(e)) => {
+                        return Some(Response::Error {
+                            kind: ErrorKind::Internal,
+                            message: format!("container {id}: reopen log: {e}"),
+                        })
+                    }
+                    _ => Ok(Response::Ok),
+                },
+                None => Err(ContainerError::NotFound { id }),
+            },
+            Request::State { ids } => {
+                let ids: Vec<String> = if ids.is_empty() {
+                    self.containers.keys().cloned().collect()
+                } else {
+                    ids
+                };
+                ids.iter()
+                    .map(|id| self.rt.state(id))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(|states| Response::States { states })
+            }
+            Request::Exec {
+                id,
+                args,
+                env,
+                stdin,
+            } => self.exec(t, &id, args, env, stdin),
+            Request::Attach { id, stdin } => self.attach(t, &id, stdin),
+            Request::Shutdown => {
+                self.shutdown = true;
+                Ok(Response::Ok)
+            }
+        };
+        Some(result.unwrap_or_else(|e| error_response(&e)))
+    }
+
+    fn create(
+        &mut self,
+        id: &str,
+        spec: serde_json::Value,
+        log_path: Option<&Path>,
+        want_stdin: bool,
+        stdin_once: bool,
+    ) -> Result<Response, ContainerError> {
+        let spec: Spec = serde_json::from_value(spec).map_err(|e| ContainerError::Runtime {
+            id: id.into(),
+            op: "create",
+            message: format!("bad OCI spec from the runtime: {e}"),
+        })?;
+        let pipe = |what: &'static str| {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
+                id: id.into(),
+                op: what,
+                path: PathBuf::new(),
+                source: e.into(),
+            })
+        };
+        let (out_r, out_w) = pipe("stdout pipe")?;
+        let (err_r, err_w) = pipe("stderr pipe")?;
+        let (in_r, in_w) = if want_stdin {
+            let (r, w) = pipe("stdin pipe")?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let log = match log_path {
+            Some(p) => Some(LogWriter::open(p).map_err(|source| ContainerError::Io {
+                id: id.into(),
+                op: "open log",
+                path: p.to_owned(),
+                source,
+            })?),
+            None => None,
+        };
+        let state = self.rt.create_with_spec(
+            id,
+            spec,
+            Stdio {
+                stdin: in_r,
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+        )?;
+        self.containers.insert(
+            id.to_owned(),
+            Container {
+                pid: state.pid,
+                log,
+                out: [Some(nonblocking(out_r)), Some(nonblocking(err_r))],
+                stdin: in_w.map(File::from),
+                stdin_once,
+                waiters: Vec::new(),
+                attached: Vec::new(),
+                exit: None,
+            },
+        );
+        Ok(Response::Created { pid: state.pid })
+    }
+
+    fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<Response, ContainerError> {
+        let sig = Signal::try_from(signal).map_err(|_| ContainerError::Runtime {
+            id: id.into(),
+            op: "kill",
+            message: format!("unknown signal {signal}"),
+        })?;
+        if self.containers.get(id).is_some_and(|c| c.exit.is_some()) {
+            return Ok(Response::Ok);
+        }
+        match self.rt.kill(id, sig, all) {
+            Ok(()) | Err(ContainerError::InvalidState { .. }) => Ok(Response::Ok),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete(&mut self, id: &str, force: bool) -> Result<Response, ContainerError> {
+        if let Some(c) = self.containers.get(id) {
+            if c.exit.is_none() && !force {
+                return Err(ContainerError::InvalidState {
+                    id: id.into(),
+                    state: crate::container::ContainerStatus::Running,
+                    op: "delete without force",
+                });
+            }
+        }
+        // Runtime::delete reaps a still-running init itself (it is our child).
+        match self.rt.delete(id, force) {
+            Ok(()) | Err(ContainerError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(mut c) = self.containers.remove(id) {
+            self.drain_container(&mut c);
+            for t in c.attached.drain(..).chain(c.waiters.drain(..)) {
+                if let Some(conn) = self.conns[t].as_mut() {
+                    conn.closed = true;
+                }
+            }
+        }
+        Ok(Response::Ok)
+    }
+
+    fn exec(
+        &mut self,
+        t: usize,
+        id: &str,
+        args: Vec<String>,
+        env: Vec<String>,
+        want_stdin: bool,
+    ) -> Result<Response, ContainerError> {
+        let pipe = || {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
+                id: id.into(),
+                op: "exec pipe",
+                path: PathBuf::new(),
+                source: e.into(),
+            })
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (in_r, in_w) = if want_stdin {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        } else {
+            (None, None)
+        };
+        let pid = self.rt.exec(
+            id,
+            &ExecConfig { args, env },
+            Stdio {
+                stdin: in_r,
+                stdout: Some(out_w),
+                stderr: Some(err_w),
+            },
+        )?;
+        self.execs.insert(
+            pid,
+            ExecProcess {
+                conn: t,
+                out: [Some(nonblocking(out_r)), Some(nonblocking(err_r))],
+                stdin: in_w.map(File::from),
+                status: None,
+            },
+        );
+        if let Some(c) = self.conns[t].as_mut() {
+            c.mode = Mode::Exec { pid };
+        }
+        Ok(Response::Streaming)
+    }
+
+    fn attach(&mut self, t: usize, id: &str, stdin: bool) -> Result<Response, ContainerError> {
+        let c = self
+            .containers
+            .get_mut(id)
+            .ok_or_else(|| ContainerError::NotFound { id: id.into() })?;
+        if c.exit.is_some() {
+            return Err(ContainerError::InvalidState {
+                id: id.into(),
+                state: crate::container::ContainerStatus::Stopped,
+                op: "attach",
+            });
+        }
+        c.attached.push(t);
+        if let Some(conn) = self.conns[t].as_mut() {
+            conn.mode = Mode::Attach {
+                id: id.into(),
+                stdin: stdin && c.stdin.is_some(),
+            };
+        }
+        Ok(Response::Streaming)
+    }
+
+    /// Frames from an exec/attach client: stdin bytes (empty = close stdin).
+    fn handle_frames(&mut self, t: usize) {
+        loop {
+            let Some(conn) = self.conns[t].as_mut() else {
+                return;
+            };
+            let (kind, payload, used) = match protocol::parse_frame(&conn.buf) {
+                Ok(Some((k, p, n))) => (k, p.to_vec(), n),
+                Ok(None) => return,
+                Err(_) => {
+                    conn.closed = true;
+                    return;
+                }
+            };
+            conn.buf.drain(..used);
+            if kind != FrameKind::Stdin {
+                continue;
+            }
+            let target = match &conn.mode {
+                Mode::Exec { pid } => self.execs.get_mut(pid).map(|e| &mut e.stdin),
+                Mode::Attach { id, stdin: true } => {
+                    self.containers.get_mut(id).map(|c| &mut c.stdin)
+                }
+                _ => None,
+            };
+            if let Some(stdin) = target {
+                if payload.is_empty() {
+                    *stdin = None;
+                } else if let Some(f) = stdin.as_mut() {
+                    if f.write_all(&payload).is_err() {
+                        *stdin = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn close_conn(&mut self, t: usize) {
+        let Some(conn) = self.conns[t].as_mut() else {
+            return;
+        };
+        conn.closed = true;
+        match &conn.mode {
+            // A client that goes away before its exec ended (ExecSync timeout, a closed
+            // kubectl exec) takes the process with it, as containerd does.
+            Mode::Exec { pid } => {
+                if let Some(e) = self.execs.get(pid) {
+                    if e.status.is_none() {
+                        let _ = deckhand_sys::process::signal_pid(*pid, libc::SIGKILL);
+                    }
+                }
+            }
+            Mode::Attach { id, stdin } => {
+                if let Some(c) = self.containers.get_mut(id) {
+                    c.attached.retain(|&x| x != t);
+                    if *stdin && c.stdin_once {
+                        c.stdin = None;
+                    }
+                }
+            }
+            Mode::Control => {
+                for c in self.containers.values_mut() {
+                    c.waiters.retain(|&x| x != t);
+                }
+            }
+        }
+    }
+
+    fn container_output(&mut self, id: &str, s: Stream) {
+        let Some(mut c) = self.containers.remove(id) else {
+            return;
+        };
+        self.read_container_stream(&mut c, s);
+        self.containers.insert(id.to_owned(), c);
+    }
+
+    /// Read what is available on one of a container's pipes: log it and copy it to the
+    /// attached clients. EOF finishes the log's last line.
+    fn read_container_stream(&mut self, c: &mut Container, s: Stream) {
+        let mut chunk = [0u8; 32 * 1024];
+        loop {
+            let Some(f) = c.out[s as usize].as_mut() else {
+                return;
+            };
+            match f.read(&mut chunk) {
+                Ok(0) => {
+                    c.out[s as usize] = None;
+                    if let Some(log) = c.log.as_mut() {
+                        log.finish(s);
+                    }
+                    return;
+                }
+                Ok(n) => {
+                    if let Some(log) = c.log.as_mut() {
+                        log.write(s, &chunk[..n]);
+                    }
+                    let frame = protocol::encode_frame(frame_kind(s), &chunk[..n]);
+                    for &t in &c.attached {
+                        if let Some(conn) = self.conns[t].as_mut() {
+                            if conn.stream.write_all(&frame).is_err() {
+                                conn.closed = true;
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock: drained for now.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn drain_container(&mut self, c: &mut Container) {
+        for s in [Stream::Stdout, Stream::Stderr] {
+            self.read_container_stream(c, s);
+        }
+    }
+
+    fn exec_output(&mut self, pid: i32, s: Stream) {
+        let Some(mut e) = self.execs.remove(&pid) else {
+            return;
+        };
+        self.read_exec_stream(&mut e, s);
+        if !self.finish_exec_if_done(pid, &mut e) {
+            self.execs.insert(pid, e);
+        }
+    }
+
+    fn read_exec_stream(&mut self, e: &mut ExecProcess, s: Stream) {
+        let mut chunk = [0u8; 32 * 1024];
+        loop {
+            let Some(f) = e.out[s as usize].as_mut() else {
+                return;
+            };
+            match f.read(&mut chunk) {
+                Ok(0) => {
+                    e.out[s as usize] = None;
+                    return;
+                }
+                Ok(n) => {
+                    if let Some(conn) = self.conns[e.conn].as_mut() {
+                        if protocol::write_frame(&mut conn.stream, frame_kind(s), &chunk[..n])
+                            .is_err()
+                        {
+                            conn.closed = true;
+                        }
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Send the exit frame once the process was reaped and its output fully read (or, when
+    /// a background child keeps the pipes open, right after the reap: the output read so far).
+    fn finish_exec_if_done(&mut self, pid: i32, e: &mut ExecProcess) -> bool {
+        let Some(status) = e.status else {
+            return false;
+        };
+        if let Some(conn) = self.conns[e.conn].as_mut() {
+            let _ = protocol::write_frame(
+                &mut conn.stream,
+                FrameKind::Exit,
+                status.to_string().as_bytes(),
+            );
+            conn.closed = true;
+        }
+        tracing::debug!(pid, status, "exec finished");
+        true
+    }
+
+    /// SIGCHLD: reap every ended child and record container and exec exits.
+    fn reap(&mut self) {
+        while let Ok(Some(_)) = self.sigfd.read_signal() {}
+        loop {
+            let (pid, exit) = match deckhand_sys::process::reap_any() {
+                Ok(Some(x)) => x,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reaping children");
+                    return;
+                }
+            };
+            if let Some(mut e) = self.execs.remove(&pid) {
+                for s in [Stream::Stdout, Stream::Stderr] {
+                    self.read_exec_stream(&mut e, s);
+                }
+                e.status = Some(exit.status_code());
+                self.finish_exec_if_done(pid, &mut e);
+                continue;
+            }
+            let Some(id) = self
+                .containers
+                .iter()
+                .find(|(_, c)| c.pid == pid && c.exit.is_none())
+                .map(|(id, _)| id.clone())
+            else {
+                continue; // a helper or an orphan from inside a container
+            };
+            let Some(mut c) = self.containers.remove(&id) else {
+                continue;
+            };
+            // Output written just before the exit is logged before the exit is recorded.
+            self.drain_container(&mut c);
+            match self.rt.record_exit(&id, exit) {
+                Ok(record) => {
+                    tracing::info!(container = %id, code = record.exit_code, reason = %record.reason, "container exited");
+                    let r = Response::Exited {
+                        exit: record.clone(),
+                    };
+                    for t in std::mem::take(&mut c.waiters) {
+                        self.respond(t, &r);
+                    }
+                    c.exit = Some(record);
+                }
+                Err(e) => tracing::error!(container = %id, error = %e, "recording exit"),
+            }
+            for t in std::mem::take(&mut c.attached) {
+                if let Some(conn) = self.conns[t].as_mut() {
+                    conn.closed = true;
+                }
+            }
+            c.stdin = None;
+            self.containers.insert(id, c);
+        }
+    }
+}
+
+fn stream_of(i: usize) -> Stream {
+    if i == 0 {
+        Stream::Stdout
+    } else {
+        Stream::Stderr
+    }
+}
+
+fn frame_kind(s: Stream) -> FrameKind {
+    match s {
+        Stream::Stdout => FrameKind::Stdout,
+        Stream::Stderr => FrameKind::Stderr,
+    }
+}
+
+fn nonblocking(fd: OwnedFd) -> File {
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    File::from(fd)
+}
+
+pub(crate) fn error_response(e: &ContainerError) -> Response {
+    let kind = match e {
+        ContainerError::NotFound { .. } => ErrorKind::NotFound,
+        ContainerError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+        ContainerError::InvalidId { .. } | ContainerError::Spec { .. } => {
+            ErrorKind::InvalidArgument
+        }
+        ContainerError::InvalidState { .. } => ErrorKind::FailedPrecondition,
+        _ => ErrorKind::Internal,
+    };
+    Response::Error {
+        kind,
+        message: e.to_string(),
+    }
+}
+
+/// Read one response line (blocking clients and tests).
+pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "shim closed the connection",
+        ));
+    }
+    serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
