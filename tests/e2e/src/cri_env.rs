@@ -97,7 +97,6 @@ impl CriEnv {
                     &tmp.path().join("deckhand"),
                     &cni_conf_dir,
                     Path::new("/usr/lib/cni"),
-                    &sandbox_image,
                 )?;
                 let ep = d.endpoint();
                 (RuntimeProc::Deckhand(d), ep, Caps::deckhand())
@@ -228,15 +227,15 @@ pub struct DeckhandRuntime {
     child: ChildGuard,
 }
 
-/// The command line of `deckhand runtime` for the suite: its data dir, the CRI socket, the CNI
-/// config and plugin dirs (same conflist and plugins containerd gets) and the sandbox image.
-/// The one place these flags are spelled, so the suite follows the CLI in one edit.
+/// The command line of `deckhand runtime` for the suite: its data dir, the CRI socket, and the
+/// CNI config and plugin dirs (the same conflist and plugins containerd gets). deckhand pins a
+/// pod's namespaces without a pause process, so it takes no sandbox image. The one place these
+/// flags are spelled, so the suite follows the CLI in one edit.
 pub fn deckhand_runtime_args(
     data_dir: &Path,
     socket: &Path,
     cni_conf_dir: &Path,
     cni_bin_dir: &Path,
-    sandbox_image: &str,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     a.push("--data-dir".into());
@@ -248,8 +247,6 @@ pub fn deckhand_runtime_args(
     a.push(cni_conf_dir.into());
     a.push("--cni-bin-dir".into());
     a.push(cni_bin_dir.into());
-    a.push("--sandbox-image".into());
-    a.push(sandbox_image.into());
     a
 }
 
@@ -258,7 +255,6 @@ impl DeckhandRuntime {
         data_dir: &Path,
         cni_conf_dir: &Path,
         cni_bin_dir: &Path,
-        sandbox_image: &str,
     ) -> Result<DeckhandRuntime> {
         fs::create_dir_all(data_dir)?;
         let socket = data_dir.join("cri.sock");
@@ -270,7 +266,6 @@ impl DeckhandRuntime {
                 &socket,
                 cni_conf_dir,
                 cni_bin_dir,
-                sandbox_image,
             ))
             .env("RUST_LOG", "info")
             .env("DOCKER_CONFIG", data_dir.join("docker-config"))
