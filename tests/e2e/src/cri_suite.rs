@@ -81,6 +81,9 @@ pub struct Pod {
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Upper bound for one scenario (the slowest takes about 11 s against containerd).
+pub const SCENARIO_TIMEOUT: Duration = Duration::from_secs(180);
+
 fn code_of(e: &anyhow::Error) -> Option<Code> {
     e.chain()
         .find_map(|c| c.downcast_ref::<tonic::Status>())

@@ -52,7 +52,19 @@ macro_rules! cri_scenarios {
             let env = $crate::cri_env::CriEnv::start($which, env!("CARGO_TARGET_TMPDIR"))
                 .await
                 .expect("start the CRI test environment");
-            let r = $crate::cri_suite::$name(&env.ctx).await;
+            // A hung runtime call fails the scenario (with the runtime's log) instead of
+            // hanging until the harness kills the process, which would skip all cleanup.
+            let r = tokio::time::timeout(
+                $crate::cri_suite::SCENARIO_TIMEOUT,
+                $crate::cri_suite::$name(&env.ctx),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "timed out after {:?}",
+                    $crate::cri_suite::SCENARIO_TIMEOUT
+                ))
+            });
             if let Err(e) = env.report(stringify!($name), r) {
                 panic!("{e:#}");
             }
