@@ -32,7 +32,11 @@ impl Runtime {
             .expect("start deckhand runtime");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(Instant::now() < deadline, "runtime did not serve {}", socket.display());
+            assert!(
+                Instant::now() < deadline,
+                "runtime did not serve {}",
+                socket.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Runtime { child, socket }
@@ -153,7 +157,10 @@ async fn wait_exited(c: &mut RuntimeServiceClient<Channel>, id: &str) -> api::Co
         if s.state == api::ContainerState::ContainerExited as i32 {
             return s;
         }
-        assert!(Instant::now() < deadline, "container {id} did not exit: {s:?}");
+        assert!(
+            Instant::now() < deadline,
+            "container {id} did not exit: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -239,13 +246,20 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
     let r = c
         .exec_sync(api::ExecSyncRequest {
             container_id: long.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "echo hi; echo no >&2; exit 7".into()],
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo hi; echo no >&2; exit 7".into(),
+            ],
             timeout: 10,
         })
         .await
         .expect("ExecSync")
         .into_inner();
-    assert_eq!((r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code), (&b"hi\n"[..], &b"no\n"[..], 7));
+    assert_eq!(
+        (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+        (&b"hi\n"[..], &b"no\n"[..], 7)
+    );
     let t0 = Instant::now();
     let err = c
         .exec_sync(api::ExecSyncRequest {
@@ -274,8 +288,16 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
     let rt = Runtime::start(&dh);
     let mut c = rt.client().await;
     let s = status(&mut c, &long).await;
-    assert_eq!(s.state, api::ContainerState::ContainerRunning as i32, "{s:?}");
-    assert_eq!(container_pid(&dh, &long), pid_before, "same process after restart");
+    assert_eq!(
+        s.state,
+        api::ContainerState::ContainerRunning as i32,
+        "{s:?}"
+    );
+    assert_eq!(
+        container_pid(&dh, &long),
+        pid_before,
+        "same process after restart"
+    );
     assert!(Path::new(&format!("/proc/{pid_before}")).exists());
     let s = status(&mut c, &exits_later).await;
     assert_eq!(
@@ -283,7 +305,10 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         (api::ContainerState::ContainerExited as i32, 5),
         "exit while the runtime was down: {s:?}"
     );
-    assert_eq!(log_records(&logs.join("later/0.log")), vec![rec("stdout", "F", "bye")]);
+    assert_eq!(
+        log_records(&logs.join("later/0.log")),
+        vec![rec("stdout", "F", "bye")]
+    );
     let r = c
         .exec_sync(api::ExecSyncRequest {
             container_id: long.clone(),
@@ -313,9 +338,15 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
     .await
     .expect("StopContainer");
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(6), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
     let s = status(&mut c, &stubborn).await;
-    assert_eq!((s.state, s.exit_code), (api::ContainerState::ContainerExited as i32, 137));
+    assert_eq!(
+        (s.state, s.exit_code),
+        (api::ContainerState::ContainerExited as i32, 137)
+    );
     // A plain sleep stops at once on SIGTERM.
     let t0 = Instant::now();
     c.stop_container(api::StopContainerRequest {
@@ -372,5 +403,8 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         .unwrap()
         .collect();
     assert!(left.is_empty(), "rootfs dirs left: {left:?}");
-    assert!(std::fs::read_dir(dh.data_dir.join("runtime/shims")).unwrap().next().is_none());
+    assert!(std::fs::read_dir(dh.data_dir.join("runtime/shims"))
+        .unwrap()
+        .next()
+        .is_none());
 }
