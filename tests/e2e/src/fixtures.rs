@@ -175,23 +175,37 @@ pub const ALL: &[&str] = &[
     "large",
 ];
 
+/// Fixtures only the CRI suite uses; built into their own cache dir so that adding them does
+/// not invalidate (and rebuild) the shared set with its 100 MiB `large` image.
+pub const CRI: &[&str] = &["busybox", "pause", "stopsignal"];
+
+/// Like [`shared`], for the [`CRI`] set, in `<cache_root>/cri-fixtures-v<N>`.
+pub fn shared_cri(cache_root: &Path) -> Fixtures {
+    shared_set(cache_root, "cri-fixtures", CRI)
+}
+
 /// Builds the fixtures into `<cache_root>/fixtures-v<N>` once, shared by every test process:
 /// the first process builds under an exclusive lock, the others wait and reuse the result.
 pub fn shared(cache_root: &Path) -> Fixtures {
-    let dir = cache_root.join(format!("fixtures-v{VERSION}"));
+    shared_set(cache_root, "fixtures", ALL)
+}
+
+fn shared_set(cache_root: &Path, set: &str, names: &[&str]) -> Fixtures {
+    let dir = cache_root.join(format!("{set}-v{VERSION}"));
     let done = dir.join(".complete");
     if done.exists() {
         return Fixtures { root: dir };
     }
     fs::create_dir_all(cache_root).expect("create fixture cache root");
-    let lock_file = fs::File::create(cache_root.join(format!("fixtures-v{VERSION}.lock")))
+    let lock_file = fs::File::create(cache_root.join(format!("{set}-v{VERSION}.lock")))
         .expect("create fixture lock");
     let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .expect("lock fixture cache");
     if !done.exists() {
         let _ = fs::remove_dir_all(&dir);
-        build_all(&dir).unwrap_or_else(|e| panic!("build fixtures into {}: {e:#}", dir.display()));
+        build(&dir, names)
+            .unwrap_or_else(|e| panic!("build fixtures into {}: {e:#}", dir.display()));
         fs::write(&done, b"").expect("mark fixtures complete");
     }
     Fixtures { root: dir }
@@ -343,6 +357,42 @@ fn build_one(out: &Path, name: &str, busybox: &[u8]) -> Result<()> {
                     os: "linux",
                     arch,
                     cmd: &["sh"],
+                    ..Default::default()
+                },
+            )?;
+            layout.tag_manifest(&img, TAG)?;
+            vec![img]
+        }
+        // The sandbox ("pause") image of the CRI suite: a shell that sleeps until SIGTERM or
+        // SIGINT. PID 1 has no default signal actions, so a bare `sleep` would ignore SIGTERM;
+        // the trap makes a graceful sandbox stop fast.
+        "pause" => {
+            let img = layout.image(
+                &[(base_layer(busybox), Compression::Gzip)],
+                &ConfigSpec {
+                    os: "linux",
+                    arch,
+                    cmd: &[
+                        "/bin/sh",
+                        "-c",
+                        "trap 'exit 0' TERM INT; sleep 2147483647 & wait",
+                    ],
+                    ..Default::default()
+                },
+            )?;
+            layout.tag_manifest(&img, TAG)?;
+            vec![img]
+        }
+        // busybox whose image config says `StopSignal: SIGUSR1`: the CRI stop scenario checks
+        // that the runtime sends that signal, not SIGTERM.
+        "stopsignal" => {
+            let img = layout.image(
+                &[(base_layer(busybox), Compression::Gzip)],
+                &ConfigSpec {
+                    os: "linux",
+                    arch,
+                    cmd: &["sh"],
+                    stop_signal: Some("SIGUSR1"),
                     ..Default::default()
                 },
             )?;

@@ -2,8 +2,12 @@
 //! OCI layouts), a real `docker-registry` harness, and helpers that run the `deckhand` binary.
 //! Tests live in `tests/e2e/tests/`.
 
+pub mod cgroups;
 pub mod check;
 pub mod containerd;
+pub mod cri;
+pub mod cri_env;
+pub mod cri_suite;
 pub mod deckhand;
 pub mod expect;
 pub mod fixtures;
@@ -34,4 +38,44 @@ pub fn registry_with(
             .unwrap_or_else(|e| panic!("push {n}: {e:#}"));
     }
     reg
+}
+
+/// One `#[tokio::test]` per CRI suite scenario against one runtime, each with its own
+/// [`cri_env::CriEnv`] (nextest runs each test in its own process). Extra attributes (such as
+/// `#[ignore = "..."]`) go in the brackets.
+#[macro_export]
+macro_rules! cri_scenarios {
+    (@one $which:expr, [$(#[$m:meta])*], $name:ident) => {
+        #[tokio::test]
+        $(#[$m])*
+        async fn $name() {
+            let env = $crate::cri_env::CriEnv::start($which, env!("CARGO_TARGET_TMPDIR"))
+                .await
+                .expect("start the CRI test environment");
+            // A hung runtime call fails the scenario (with the runtime's log) instead of
+            // hanging until the harness kills the process, which would skip all cleanup.
+            let r = tokio::time::timeout(
+                $crate::cri_suite::SCENARIO_TIMEOUT,
+                $crate::cri_suite::$name(&env.ctx),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "timed out after {:?}",
+                    $crate::cri_suite::SCENARIO_TIMEOUT
+                ))
+            });
+            if let Err(e) = env.report(stringify!($name), r) {
+                panic!("{e:#}");
+            }
+        }
+    };
+    (@list $which:expr, $attrs:tt;) => {};
+    (@list $which:expr, $attrs:tt; $name:ident $(, $rest:ident)*) => {
+        $crate::cri_scenarios!(@one $which, $attrs, $name);
+        $crate::cri_scenarios!(@list $which, $attrs; $($rest),*);
+    };
+    ($which:expr, $attrs:tt; $($name:ident),* $(,)?) => {
+        $crate::cri_scenarios!(@list $which, $attrs; $($name),*);
+    };
 }

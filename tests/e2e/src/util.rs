@@ -189,3 +189,94 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Moves the calling thread into a new network namespace with only `lo` (brought up), so the
+/// bridges, veths and routes a CRI runtime's CNI plugins create never reach the host. Processes
+/// spawned from this thread afterwards (the registry, containerd, `deckhand runtime`) inherit
+/// it; the namespace disappears with the last of them.
+pub fn private_network_namespace() {
+    use nix::sched::{unshare, CloneFlags};
+    unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    run_checked(Command::new("ip").args(["link", "set", "lo", "up"]))
+        .expect("bring up lo in the test's network namespace");
+}
+
+/// Mounts a fresh tmpfs on `path` (created if missing) in the calling thread's mount namespace,
+/// which must be private ([`private_mount_namespace`]): hides host directories that a runtime
+/// hardcodes (containerd's shim sockets in `/run/containerd/s`, libcni's cache in
+/// `/var/lib/cni`) behind a per-test copy.
+pub fn tmpfs_over(path: &std::path::Path) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(path).with_context(|| format!("create {}", path.display()))?;
+    mount(
+        Some("tmpfs"),
+        path,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )
+    .with_context(|| format!("mount tmpfs on {}", path.display()))?;
+    Ok(())
+}
+
+/// Unmounts (lazily) every mount at or below `root` in the calling thread's mount namespace,
+/// deepest first: a runtime killed mid-test leaves rootfs overlays and namespace pins there,
+/// and removing the directory through them would delete files inside the mounts.
+pub fn unmount_under(root: &std::path::Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/thread-self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Pids of processes whose command line contains `needle` (for example a temp dir path that a
+/// runtime passes to its shims), excluding the caller.
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
