@@ -1312,9 +1312,17 @@ pub async fn security(ctx: &SuiteCtx) -> Result<()> {
         "default CapEff {caps:#x}, want {DEFAULT_CAPS:#x}"
     );
     let mounts = ctx.cri.exec_ok(&plain, &["cat", "/proc/mounts"]).await?;
+    // What the container can reach at a path is the last mount listed for it (earlier ones are
+    // shadowed: deckhand remounts libcontainer's v1 cgroup mounts read-only on top).
+    let mut effective: std::collections::BTreeMap<&str, &str> = Default::default();
+    for l in mounts.lines() {
+        if let Some(point) = l.split(' ').nth(1) {
+            effective.insert(point, l);
+        }
+    }
     ensure!(
-        mounts
-            .lines()
+        effective
+            .values()
             .filter(|l| {
                 matches!(l.split(' ').nth(2), Some("cgroup" | "cgroup2"))
                     || l.split(' ').nth(1) == Some("/sys")

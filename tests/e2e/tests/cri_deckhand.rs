@@ -6,7 +6,7 @@ use deckhand_e2e::cri_env::Which;
 
 deckhand_e2e::cri_scenarios!(
     Which::Deckhand,
-    [#[ignore = "deckhand RuntimeService lands in the lead's branch"]];
+    [];
     version_status,
     images,
     sandbox_lifecycle,

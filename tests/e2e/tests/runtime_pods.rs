@@ -251,7 +251,7 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         .into_inner()
         .pod_sandbox_id;
 
-    // Exit code, reason and CRI-format logs (partial last line written as a full record).
+    // Exit code, reason and CRI-format logs (an unterminated last line is a partial record, as containerd writes it).
     let short = run_container(
         &mut c,
         &pod,
@@ -270,7 +270,7 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         vec![
             rec("stderr", "F", "err"),
             rec("stdout", "F", "out"),
-            rec("stdout", "F", "tail"),
+            rec("stdout", "P", "tail"),
         ]
     );
 
@@ -329,6 +329,71 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         .expect_err("ExecSync past its timeout");
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
     assert!(t0.elapsed() < Duration::from_secs(5));
+
+    // RuntimeDefault seccomp filters the container's process and every exec'd one.
+    let mut cfg = container_config(
+        "filtered",
+        &[
+            "sh",
+            "-c",
+            "grep Seccomp: /proc/self/status; exec sleep 1000",
+        ],
+    );
+    cfg.linux = Some(api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            seccomp: Some(api::SecurityProfile {
+                profile_type: api::security_profile::ProfileType::RuntimeDefault as i32,
+                localhost_ref: String::new(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let filtered = c
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cfg),
+            sandbox_config: Some(sb.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    c.start_container(api::StartContainerRequest {
+        container_id: filtered.clone(),
+    })
+    .await
+    .unwrap();
+    let r = c
+        .exec_sync(api::ExecSyncRequest {
+            container_id: filtered.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "grep Seccomp: /proc/self/status; unshare -U true".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("Seccomp:\t2"),
+        "exec: {r:?}"
+    );
+    assert_ne!(r.exit_code, 0, "unshare must be refused: {r:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(logs.join("filtered/0.log"))
+        .unwrap_or_default()
+        .contains("Seccomp:\t2")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "container not filtered: {:?}",
+            std::fs::read_to_string(logs.join("filtered/0.log"))
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Restart survival: SIGKILL the runtime; a container exits while it is down.
     let pid_before = container_pid(&dh, &long);
@@ -427,7 +492,7 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         .unwrap()
         .into_inner()
         .containers;
-    assert_eq!(listed.len(), 4);
+    assert_eq!(listed.len(), 5);
 
     // Teardown leaves nothing: sandbox NotFound, shim gone, rootfs unmounted.
     c.stop_pod_sandbox(api::StopPodSandboxRequest {

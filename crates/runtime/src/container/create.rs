@@ -90,6 +90,7 @@ impl Runtime {
         libcontainer_compat(&mut spec);
         if !self.host.cgroup_v2 {
             drop_v1_cgroup_mount_when_joining_pid_ns(&mut spec);
+            readonly_v1_cgroup_mounts(&mut spec, self.cgroups.root());
         }
         // Compile the seccomp profile once per profile (cached in memory and under the data
         // dir) instead of in every init (about 15 ms of CPU for RuntimeDefault). The
@@ -287,6 +288,45 @@ pub(crate) fn drop_v1_cgroup_mount_when_joining_pid_ns(spec: &mut Spec) {
             .collect();
         spec.set_mounts(Some(kept));
     }
+}
+
+/// libcontainer 0.7 mounts a v1 `cgroup` file system as a tmpfs with one cgroup mount per
+/// hierarchy and ignores the mount's `ro` option: an unprivileged container could write its
+/// own limits. Each of those mounts (named as the host's hierarchies under `cgroup_root`) is
+/// made a read-only path, which libcontainer remounts read-only (missing ones are skipped).
+pub(crate) fn readonly_v1_cgroup_mounts(spec: &mut Spec, cgroup_root: &std::path::Path) {
+    let ro_cgroup = spec.mounts().as_ref().is_some_and(|ms| {
+        ms.iter().any(|m| {
+            m.typ().as_deref() == Some("cgroup")
+                && m.options()
+                    .as_ref()
+                    .is_some_and(|o| o.iter().any(|x| x == "ro"))
+        })
+    });
+    let Some(mut linux) = spec.linux().clone() else {
+        return;
+    };
+    if !ro_cgroup {
+        return;
+    }
+    let dest = spec
+        .mounts()
+        .as_ref()
+        .and_then(|ms| ms.iter().find(|m| m.typ().as_deref() == Some("cgroup")))
+        .map(|m| m.destination().to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/sys/fs/cgroup".into());
+    let mut paths = linux.readonly_paths().clone().unwrap_or_default();
+    paths.push(dest.clone());
+    let mut names: Vec<String> = std::fs::read_dir(cgroup_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    paths.extend(names.into_iter().map(|n| format!("{dest}/{n}")));
+    linux.set_readonly_paths(Some(paths));
+    spec.set_linux(Some(linux));
 }
 
 /// Adapt an OCI spec to libcontainer 0.7's reading of it.

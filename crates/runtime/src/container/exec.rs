@@ -61,11 +61,59 @@ impl Runtime {
         let stdin = stdio.stdin.map_or_else(devnull, Ok)?;
         let stdout = stdio.stdout.map_or_else(devnull, Ok)?;
         let stderr = stdio.stderr.map_or_else(devnull, Ok)?;
+        // libcontainer's tenant defaults to uid 0 and `/`: an exec runs as the container's own
+        // process does (user, groups, working dir), as runc exec and containerd do.
+        let bundle_config = self.bundle_dir(id).join("config.json");
+        let mut spec = oci_spec::runtime::Spec::load(&bundle_config).ok();
+        let process = spec.as_ref().and_then(|s| s.process().clone());
+        // libcontainer 0.7's tenant builder rebuilds `linux` without the seccomp profile, so
+        // an exec'd process would run unfiltered. The precompiled profile is installed by an
+        // executor instead, exactly as for the container's init; without no_new_privs that
+        // needs CAP_SYS_ADMIN until the filter is loaded, after which the executor drops to
+        // the container's real capabilities.
+        let seccomp = spec.as_mut().and_then(|spec| {
+            let had_admin = has_sys_admin(spec);
+            crate::seccomp::PrecompiledSeccomp::prepare(
+                spec,
+                &self.state_root.with_file_name("seccomp"),
+            )
+            .map(|pre| (pre, !had_admin && has_sys_admin(spec)))
+        });
+        if spec
+            .as_ref()
+            .is_some_and(|s| s.linux().as_ref().is_some_and(|l| l.seccomp().is_some()))
+        {
+            // A profile the precompiled path cannot carry: refuse rather than run unfiltered.
+            return Err(ContainerError::Runtime {
+                id: id.into(),
+                op: "exec",
+                message: "the container's seccomp profile cannot be applied to exec'd processes \
+                          (it uses notify, flags or a listener)"
+                    .into(),
+            });
+        }
+        let (uid, gid, gids, cwd) = match &process {
+            Some(p) => (
+                Some(p.user().uid()),
+                Some(p.user().gid()),
+                p.user().additional_gids().clone().unwrap_or_default(),
+                Some(p.cwd().clone()),
+            ),
+            None => (None, None, Vec::new(), None),
+        };
         let state_root = self.state_root.clone();
         let args = config.args.clone();
         run_in_helper(id, "exec", move || {
+            let (executor, extra_caps) = match seccomp {
+                Some((pre, add_admin)) => (Some(pre), add_admin),
+                None => (None, false),
+            };
             ContainerBuilder::new(id.to_owned(), SyscallType::default())
                 .with_root_path(&state_root)
+                .map(|b| match executor {
+                    Some(e) => b.with_executor(e),
+                    None => b,
+                })
                 .map(|b| {
                     b.with_stdin(stdin)
                         .with_stdout(stdout)
@@ -73,6 +121,15 @@ impl Runtime {
                         .as_tenant()
                         .with_container_args(args)
                         .with_env(env)
+                        .with_user(uid)
+                        .with_group(gid)
+                        .with_additional_gids(gids)
+                        .with_cwd(cwd)
+                        .with_capabilities(if extra_caps {
+                            vec!["CAP_SYS_ADMIN".to_string()]
+                        } else {
+                            Vec::new()
+                        })
                         .with_detach(true)
                 })
                 .and_then(|b| b.build())
@@ -80,6 +137,14 @@ impl Runtime {
                 .map_err(|e| error_chain(&e))
         })
     }
+}
+
+fn has_sys_admin(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().as_ref())
+        .is_some_and(|b| b.contains(&oci_spec::runtime::Capability::SysAdmin))
 }
 
 /// Run `f` in a forked helper process and return the pid it reports. The helper is a subreaper

@@ -166,11 +166,16 @@ pub fn container_config(
                 m.host_path, m.container_path
             )));
         }
+        // A missing source is created as a directory, as containerd and Docker do (the kubelet
+        // relies on it for some volume types); one that cannot be created is refused.
         if !Path::new(&m.host_path).exists() {
-            return Err(Status::invalid_argument(format!(
-                "mount source {} does not exist: create it on the node or fix the volume",
-                m.host_path
-            )));
+            std::fs::create_dir_all(&m.host_path).map_err(|e| {
+                Status::invalid_argument(format!(
+                    "mount source {} does not exist and cannot be created ({e}): fix the \
+                     volume's host path",
+                    m.host_path
+                ))
+            })?;
         }
         mounts.push(BindMount {
             source: PathBuf::from(&m.host_path),
@@ -258,7 +263,22 @@ pub fn container_config(
         rootfs: rootfs.to_owned(),
         readonly_rootfs: sc.readonly_rootfs,
         args,
-        env: process_env(req, image),
+        env: {
+            // HOSTNAME first, as Docker and containerd set it; the image or the request may
+            // override it.
+            let hostname =
+                std::fs::read_to_string(sandbox_dir.join("hostname")).unwrap_or_default();
+            let mut env = vec![format!("HOSTNAME={}", hostname.trim())];
+            for kv in process_env(req, image) {
+                if kv.starts_with("HOSTNAME=") {
+                    env.remove(0);
+                    env.insert(0, kv);
+                } else {
+                    env.push(kv);
+                }
+            }
+            env
+        },
         cwd,
         user,
         hostname: None,

@@ -498,11 +498,8 @@ impl Inner {
     }
 
     async fn stop_sandbox(&self, id: &str) -> Result<(), Status> {
-        let mut record = match self.sandbox(id) {
-            Ok(r) => r,
-            // Stopping what is gone is success (the kubelet retries after a restart).
-            Err(_) => return Ok(()),
-        };
+        // An unknown id is NotFound, as containerd answers (the kubelet treats it as done).
+        let mut record = self.sandbox(id)?;
         let lock = self.lock_for(id);
         let _g = lock.lock().await;
         let ids: Vec<String> = self
@@ -991,7 +988,7 @@ impl Inner {
                 .await
                 .map_err(|_| {
                     Status::deadline_exceeded(format!(
-                        "command {cmd:?} in container {id} timed out after {timeout}s"
+                        "timeout {timeout}s exceeded: command {cmd:?} in container {id} was killed"
                     ))
                 })??
         } else {

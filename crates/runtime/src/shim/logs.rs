@@ -4,7 +4,8 @@
 //! Each complete line is written with tag `F`. A line longer than [`MAX_LINE`] is cut into
 //! `P` (partial) records followed by the `F` record that ends it, as containerd does, so a
 //! process printing without newlines cannot make the shim buffer without bound. Output still
-//! pending when a stream ends is written as a final `F` record (nothing is lost).
+//! pending when a stream ends is written as a `P` record, as containerd does: the line never
+//! ended (nothing is lost; readers print partial records as they come).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -106,14 +107,14 @@ impl LogWriter {
         self.emit(&out);
     }
 
-    /// The stream ended: write what is left of its last line as a full record.
+    /// The stream ended: write what is left of its unterminated last line (as `P`).
     pub fn finish(&mut self, stream: Stream) {
         let pending = std::mem::take(&mut self.pending[stream.index()]);
         if pending.is_empty() {
             return;
         }
         let mut out = Vec::new();
-        record(&mut out, &timestamp(), stream, 'F', &pending);
+        record(&mut out, &timestamp(), stream, 'P', &pending);
         self.emit(&out);
     }
 
@@ -190,7 +191,7 @@ mod tests {
                 t("stdout", "F", ""),
                 t("stdout", "P", "01234567"),
                 t("stdout", "F", "89abcd"),
-                t("stdout", "F", "end"),
+                t("stdout", "P", "end"),
             ]
         );
     }
