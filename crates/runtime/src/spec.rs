@@ -458,6 +458,14 @@ impl ContainerConfig {
         // Mounts: the standard set, user binds overriding a standard mount at the same path.
         let shm_size = format!("size={}k", self.shm_size.unwrap_or(DEFAULT_SHM_SIZE) / 1024);
         let sys_opt = if privileged { "rw" } else { "ro" };
+        // sysfs shows the network namespace's devices: a privileged container in a pod with its
+        // own network still gets it read-only (containerd does the same), so it cannot
+        // reconfigure the node's view through it.
+        let sysfs_opt = if privileged && self.namespaces.net == NamespaceMode::Host {
+            "rw"
+        } else {
+            "ro"
+        };
         let mut mounts = vec![
             mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
             mount(
@@ -495,7 +503,7 @@ impl ContainerConfig {
                 "/sys",
                 "sysfs",
                 "sysfs",
-                &["nosuid", "noexec", "nodev", sys_opt],
+                &["nosuid", "noexec", "nodev", sysfs_opt],
             ),
             mount(
                 "/sys/fs/cgroup",
@@ -756,3 +764,60 @@ fn read_db(path: &Path) -> Result<Vec<Vec<String>>, SpecError> {
 #[cfg(test)]
 #[path = "spec_tests.rs"]
 mod tests;
+
+/// Give a privileged container the host's devices, as runc and containerd do for privileged
+/// containers: every character and block device under `/dev` (not in `pts`, `shm`, `mqueue`,
+/// `fd`), created in the container's `/dev` by the OCI runtime. Devices the spec already
+/// lists are kept as they are.
+pub fn add_host_devices(spec: &mut Spec) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Some(mut linux) = spec.linux().clone() else {
+        return;
+    };
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    let mut stack = vec![PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            if ft.is_dir() {
+                let name = e.file_name();
+                if !matches!(name.to_str(), Some("pts" | "shm" | "mqueue" | "fd")) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let typ = if ft.is_char_device() {
+                oci_spec::runtime::LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                oci_spec::runtime::LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            if path == Path::new("/dev/console") || devices.iter().any(|d| d.path() == &path) {
+                continue;
+            }
+            let (major, minor) = deckhand_sys::fs::split_dev(meta.rdev());
+            let dev = oci_spec::runtime::LinuxDeviceBuilder::default()
+                .path(path)
+                .typ(typ)
+                .major(major as i64)
+                .minor(minor as i64)
+                .file_mode(meta.mode() & 0o777)
+                .uid(meta.uid())
+                .gid(meta.gid())
+                .build();
+            if let Ok(dev) = dev {
+                devices.push(dev);
+            }
+        }
+    }
+    linux.set_devices(Some(devices));
+    spec.set_linux(Some(linux));
+}

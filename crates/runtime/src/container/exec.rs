@@ -104,6 +104,10 @@ impl Runtime {
         let state_root = self.state_root.clone();
         let args = config.args.clone();
         run_in_helper(id, "exec", move || {
+            // libcontainer logs through the inherited subscriber onto fd 2, which becomes the
+            // exec'd process's stderr (e.g. a warning about ambient capabilities): keep the
+            // user's output clean; failures come back as the returned error.
+            let _quiet = tracing::dispatcher::set_default(&tracing::Dispatch::none());
             let (executor, extra_caps) = match seccomp {
                 Some((pre, add_admin)) => (Some(pre), add_admin),
                 None => (None, false),

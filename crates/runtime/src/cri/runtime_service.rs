@@ -623,6 +623,25 @@ impl Inner {
                 meta.name, meta.attempt, existing.id
             )));
         }
+        // A privileged container needs a privileged pod (the kubelet sets the sandbox's flag
+        // when any container is privileged), as containerd enforces.
+        let wants_privileged = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .is_some_and(|s| s.privileged);
+        let pod_privileged = sandbox
+            .config()
+            .linux
+            .and_then(|l| l.security_context)
+            .is_some_and(|s| s.privileged);
+        if wants_privileged && !pod_privileged {
+            return Err(Status::invalid_argument(format!(
+                "container {}: privileged containers need a privileged pod sandbox (set \
+                 privileged in the sandbox's security context)",
+                meta.name
+            )));
+        }
         let image_ref = config
             .image
             .as_ref()
@@ -716,9 +735,12 @@ impl Inner {
         .await
         .map_err(internal)??;
         let cc = convert::container_config(&self.layout, sandbox, config, image, &record.rootfs)?;
-        let spec = cc
+        let mut spec = cc
             .to_oci_spec(&record.id, self.oci.host())
             .map_err(|e| Status::invalid_argument(format!("container {}: {e}", record.id)))?;
+        if cc.security.privileged {
+            crate::spec::add_host_devices(&mut spec);
+        }
         let spec = serde_json::to_value(&spec).map_err(internal)?;
         // The record first: if the runtime dies during the shim's create, the restarted one
         // still knows the container and can remove it.
