@@ -45,6 +45,8 @@ bench: build
 	scripts/bench/image-pull.sh
 	scripts/bench/unpack-vs-containerd.sh 3
 	scripts/bench/oci-start.sh
+	scripts/bench/cri.sh
+	scripts/bench/footprint.sh
 
 clean:
 	$(CARGO) clean
