@@ -72,6 +72,45 @@ impl Drop for Runtime {
     }
 }
 
+/// Kills, when the test ends (also by a failed assertion), every shim of this data dir and
+/// everything below it (pod inits, containers, exec'd processes), so that nothing keeps
+/// running on files the temp dir removal takes away.
+struct ShimReaper(PathBuf);
+
+impl Drop for ShimReaper {
+    fn drop(&mut self) {
+        let needle = format!("--data-dir\0{}\0shim", self.0.display());
+        let mut doomed = Vec::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                doomed.push(pid);
+            }
+        }
+        let mut i = 0;
+        while i < doomed.len() {
+            let pid = doomed[i];
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            doomed.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+            i += 1;
+        }
+        for pid in doomed {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 fn sandbox_config(name: &str, logs: &Path) -> api::PodSandboxConfig {
     api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
@@ -237,6 +276,7 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         IMAGE,
     ]);
     let logs = dh.tmp.path().join("pod-logs");
+    let _reaper = ShimReaper(dh.data_dir.clone());
     let rt = Runtime::start(&dh);
     let mut c = rt.client().await;
 
