@@ -32,6 +32,8 @@ const API_VERSION: &str = "v1";
 const KUBE_API_VERSION: &str = "0.1.0";
 const RUNTIME_NAME: &str = "deckhand";
 const RUNTIME_READY: &str = "RuntimeReady";
+/// cgroup under which pods get their cgroup when the kubelet passes no `cgroup_parent`.
+const DEFAULT_CGROUP_ROOT: &str = "/deckhand";
 const NETWORK_READY: &str = "NetworkReady";
 
 /// The container layer's config for a data dir (shared by the CRI server and the shims).
@@ -340,7 +342,7 @@ impl Inner {
         }
         let id = state::new_id();
         let cgroup_parent = if linux.cgroup_parent.is_empty() {
-            format!("/deckhand/{id}")
+            format!("{DEFAULT_CGROUP_ROOT}/{id}")
         } else {
             linux.cgroup_parent.clone()
         };
@@ -556,7 +558,24 @@ impl Inner {
                 }
             })
             .map_err(|e| internal(format!("removing {}: {e}", dir.display())))?;
-        self.sandboxes.lock().unwrap().remove(id);
+        // The pod cgroup is ours only when the runtime chose it (no cgroup_parent from the
+        // kubelet, which owns the ones it passes): remove it, and the shared root once empty.
+        let default_parent = format!("{DEFAULT_CGROUP_ROOT}/{id}");
+        let record = self.sandboxes.lock().unwrap().remove(id);
+        if record.is_some_and(|r| r.cgroup_parent == default_parent) {
+            let cgroups = self.oci.cgroups();
+            if let Err(e) = cgroups.remove_tree(&default_parent) {
+                tracing::warn!(sandbox = id, error = %e, "removing the pod cgroup");
+            }
+            for h in [
+                "", "memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer",
+            ] {
+                if let Ok(dir) = cgroups.dir(h, DEFAULT_CGROUP_ROOT) {
+                    // Fails while other pods still use it: that is the point.
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
         self.locks.lock().unwrap().remove(id);
         Ok(())
     }
