@@ -1,2 +1,4 @@
 //! The control plane: API server, storage backends (SQLite, etcd), watch cache, scheduler and
-//! controllers. Not yet implemented: see the control-plane issue.
+//! controllers (the control-plane issue; being built).
+
+pub mod store;
