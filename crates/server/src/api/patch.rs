@@ -522,6 +522,13 @@ struct Resource {
     builtin: bool,
 }
 
+/// Whether `resource` (`plural`, `plural.group`, optionally `/subresource`) is compiled into
+/// kube-apiserver rather than served from a CustomResourceDefinition. A bare plural counts as
+/// built-in: custom resources are always named with their group.
+pub fn is_builtin_resource(resource: &str) -> bool {
+    Resource::parse(resource).builtin
+}
+
 /// API groups whose types are compiled into kube-apiserver; anything else is a custom resource.
 fn builtin_group(group: &str) -> bool {
     group.is_empty()

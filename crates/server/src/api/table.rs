@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use super::patch::is_builtin_resource;
 use super::selector::LabelSelector;
 
 /// The `includeObject` query parameter: what each row's `object` carries.
@@ -42,7 +43,7 @@ pub fn to_table(
     include_object: IncludeObject,
     now: SystemTime,
 ) -> Value {
-    let printer = printer(plural(resource));
+    let printer = printer(resource);
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
@@ -153,8 +154,8 @@ fn columns(cols: Vec<Col>) -> Vec<Value> {
         .collect()
 }
 
-fn printer(plural: &str) -> Printer {
-    let (cols, row): (Vec<Col>, RowFn) = match plural {
+fn printer(resource: &str) -> Printer {
+    let (cols, row): (Vec<Col>, RowFn) = match plural(resource) {
         "pods" => (
             vec![
                 NAME,
@@ -300,8 +301,8 @@ fn printer(plural: &str) -> Printer {
             vec![
                 NAME,
                 col("Ready", "Ready replicas out of desired replicas."),
-                col("Up-to-date", "Replicas updated to the current template.").integer(),
-                col("Available", "Replicas available to users.").integer(),
+                col("Up-to-date", "Replicas updated to the current template."),
+                col("Available", "Replicas available to users."),
                 AGE,
                 CONTAINERS,
                 IMAGES,
@@ -436,7 +437,7 @@ fn printer(plural: &str) -> Printer {
                     "VolumeBindingMode",
                     "When volumes are bound and provisioned.",
                 ),
-                col("AllowVolumeExpansion", "Whether volumes can be expanded.").boolean(),
+                col("AllowVolumeExpansion", "Whether volumes can be expanded."),
                 AGE,
             ],
             storageclass_row,
@@ -460,18 +461,244 @@ fn printer(plural: &str) -> Printer {
             ],
             |o, now| {
                 let sel = match o.pointer("/spec/podSelector") {
+                    // A missing podSelector is the empty selector: the policy selects every pod.
                     None | Some(Value::Null) => "<none>".to_string(),
-                    Some(v) => LabelSelector::from_k8s(v)
-                        .map(|s| s.to_string())
-                        .unwrap_or_default(),
+                    Some(_) => format_label_selector(o, "/spec/podSelector"),
                 };
-                let sel = if sel.is_empty() { "<none>".into() } else { sel };
                 vec![s(o, "/metadata/name"), sel.into(), age(o, now)]
             },
         ),
-        _ => (vec![NAME, AGE], |o, now| {
+        "rolebindings" | "clusterrolebindings" => (
+            vec![
+                NAME,
+                col("Role", "The referenced role, as Kind/name."),
+                AGE,
+                col("Users", "Users bound.").wide(),
+                col("Groups", "Groups bound.").wide(),
+                col(
+                    "ServiceAccounts",
+                    "Service accounts bound, as namespace/name.",
+                )
+                .wide(),
+            ],
+            rolebinding_row,
+        ),
+        "ingresses" => (
+            vec![
+                NAME,
+                col("Class", "The ingress class."),
+                col("Hosts", "Hosts the rules match."),
+                col("Address", "Load balancer ingress points."),
+                col("Ports", "Ports the ingress serves."),
+                AGE,
+            ],
+            ingress_row,
+        ),
+        "ingressclasses" => (
+            vec![
+                NAME,
+                col("Controller", "The controller that implements the class."),
+                col("Parameters", "The resource holding the class's parameters."),
+                AGE,
+            ],
+            |o, now| {
+                let parameters = match o.pointer("/spec/parameters") {
+                    Some(p) if p.is_object() => {
+                        let mut out = str_of(p, "/kind").to_string();
+                        if let Some(group) = p.get("apiGroup").and_then(Value::as_str) {
+                            out = format!("{out}.{group}");
+                        }
+                        format!("{out}/{}", str_of(p, "/name"))
+                    }
+                    _ => "<none>".into(),
+                };
+                vec![
+                    s(o, "/metadata/name"),
+                    s(o, "/spec/controller"),
+                    parameters.into(),
+                    age(o, now),
+                ]
+            },
+        ),
+        "priorityclasses" => (
+            vec![
+                NAME,
+                col("Value", "The priority value.").integer(),
+                col("Global-Default", "Whether this is the default class.").boolean(),
+                AGE,
+                col(
+                    "PreemptionPolicy",
+                    "Whether pods of this class preempt others.",
+                ),
+            ],
+            |o, now| {
+                vec![
+                    s(o, "/metadata/name"),
+                    int(o, "/value").into(),
+                    o.get("globalDefault")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .into(),
+                    age(o, now),
+                    s(o, "/preemptionPolicy"),
+                ]
+            },
+        ),
+        "runtimeclasses" => (
+            vec![NAME, col("Handler", "The CRI handler."), AGE],
+            |o, now| vec![s(o, "/metadata/name"), s(o, "/handler"), age(o, now)],
+        ),
+        "poddisruptionbudgets" => (
+            vec![
+                NAME,
+                col("Min Available", "Pods that must stay available."),
+                col("Max Unavailable", "Pods that may be unavailable."),
+                col("Allowed Disruptions", "Disruptions allowed right now.").integer(),
+                AGE,
+            ],
+            |o, now| {
+                let int_or_string = |ptr: &str| -> Value {
+                    match o.pointer(ptr) {
+                        Some(Value::Number(n)) => n.to_string().into(),
+                        Some(Value::String(v)) => v.as_str().into(),
+                        _ => "N/A".into(),
+                    }
+                };
+                vec![
+                    s(o, "/metadata/name"),
+                    int_or_string("/spec/minAvailable"),
+                    int_or_string("/spec/maxUnavailable"),
+                    int(o, "/status/disruptionsAllowed").into(),
+                    age(o, now),
+                ]
+            },
+        ),
+        "controllerrevisions" => (
+            vec![
+                NAME,
+                col("Controller", "The owning controller, as kind.group/name."),
+                col("Revision", "The revision number."),
+                AGE,
+            ],
+            |o, now| {
+                let controller = arr(o, "/metadata/ownerReferences")
+                    .iter()
+                    .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                    .map(|r| {
+                        let group = str_of(r, "/apiVersion")
+                            .rsplit_once('/')
+                            .map(|(g, _)| g)
+                            .unwrap_or("");
+                        let kind = str_of(r, "/kind");
+                        let gk = if group.is_empty() {
+                            kind.to_string()
+                        } else {
+                            format!("{kind}.{group}")
+                        };
+                        if gk.is_empty() {
+                            str_of(r, "/name").to_string()
+                        } else {
+                            format!("{}/{}", gk.to_lowercase(), str_of(r, "/name"))
+                        }
+                    })
+                    .unwrap_or_else(|| "<none>".into());
+                vec![
+                    s(o, "/metadata/name"),
+                    controller.into(),
+                    int(o, "/revision").into(),
+                    age(o, now),
+                ]
+            },
+        ),
+        "mutatingwebhookconfigurations" | "validatingwebhookconfigurations" => (
+            vec![NAME, col("Webhooks", "Number of webhooks.").integer(), AGE],
+            |o, now| {
+                vec![
+                    s(o, "/metadata/name"),
+                    len_at(o, "/webhooks").into(),
+                    age(o, now),
+                ]
+            },
+        ),
+        "csinodes" => (
+            vec![
+                NAME,
+                col("Drivers", "Number of CSI drivers on the node.").integer(),
+                AGE,
+            ],
+            |o, now| {
+                vec![
+                    s(o, "/metadata/name"),
+                    len_at(o, "/spec/drivers").into(),
+                    age(o, now),
+                ]
+            },
+        ),
+        "volumeattachments" => (
+            vec![
+                NAME,
+                Col {
+                    format: "name",
+                    ..col("Attacher", "The volume driver that attaches.")
+                },
+                col("PV", "The attached persistent volume."),
+                col("Node", "The node the volume is attached to."),
+                col("Attached", "Whether the volume is attached.").boolean(),
+                AGE,
+            ],
+            |o, now| {
+                vec![
+                    s(o, "/metadata/name"),
+                    s(o, "/spec/attacher"),
+                    s(o, "/spec/source/persistentVolumeName"),
+                    s(o, "/spec/nodeName"),
+                    o.pointer("/status/attached")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .into(),
+                    age(o, now),
+                ]
+            },
+        ),
+        "podtemplates" => (
+            vec![
+                NAME,
+                col("Containers", "Names of each container in the template."),
+                col(
+                    "Images",
+                    "Images referenced by each container in the template.",
+                ),
+                col("Pod Labels", "The labels of the pod template."),
+            ],
+            |o, _| {
+                let mut cells = vec![s(o, "/metadata/name")];
+                cells.extend(container_cells(o, "/template/spec"));
+                cells.push(format_labels(&string_map(o, "/template/metadata/labels")).into());
+                cells
+            },
+        ),
+        // Custom resources without printer columns: kube-apiserver's CRD default is an Age
+        // column of type date whose cell is already a human duration.
+        _ if !is_builtin_resource(resource) => (vec![NAME, Col { ty: "date", ..AGE }], |o, now| {
             vec![s(o, "/metadata/name"), age(o, now)]
         }),
+        // Built-in types without a printer (roles, clusterroles, CRDs, ...) get the generic
+        // convertor's "Created At" column, an RFC 3339 timestamp.
+        _ => (
+            vec![
+                NAME,
+                Col {
+                    ty: "date",
+                    ..col("Created At", "When the object was created.")
+                },
+            ],
+            |o, _| {
+                let created = time_at(o, "/metadata/creationTimestamp")
+                    .map(format_rfc3339)
+                    .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+                vec![s(o, "/metadata/name"), created.into()]
+            },
+        ),
     };
     Printer {
         columns: columns(cols),
@@ -509,6 +736,15 @@ fn len_at(o: &Value, ptr: &str) -> i64 {
     }
 }
 
+/// upstream's `printBoolPtr`: `True`/`False`, `<unset>` when absent.
+fn bool_ptr(o: &Value, ptr: &str) -> Value {
+    match o.pointer(ptr).and_then(Value::as_bool) {
+        Some(true) => "True".into(),
+        Some(false) => "False".into(),
+        None => "<unset>".into(),
+    }
+}
+
 fn or_none(v: &str) -> Value {
     if v.is_empty() { "<none>" } else { v }.into()
 }
@@ -542,12 +778,26 @@ fn format_labels(m: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// A `metav1.LabelSelector` as a selector string; `""` when it is null or empty (what a
+/// deployment row shows), `<invalid>` when it cannot be converted.
 fn selector_string(o: &Value, ptr: &str) -> String {
     match o.pointer(ptr) {
         None | Some(Value::Null) => String::new(),
         Some(v) => LabelSelector::from_k8s(v)
             .map(|s| s.to_string())
-            .unwrap_or_default(),
+            .unwrap_or_else(|_| "<invalid>".into()),
+    }
+}
+
+/// upstream's `metav1.FormatLabelSelector`: like [`selector_string`] but `<none>` when empty.
+fn format_label_selector(o: &Value, ptr: &str) -> String {
+    match o.pointer(ptr) {
+        None | Some(Value::Null) => "<none>".into(),
+        Some(v) => match LabelSelector::from_k8s(v) {
+            Ok(s) if s.is_everything() => "<none>".into(),
+            Ok(s) => s.to_string(),
+            Err(_) => "<error>".into(),
+        },
     }
 }
 
@@ -634,6 +884,34 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
         UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nanos.into())
     };
     Some(t)
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Seconds-precision UTC RFC 3339, the form `metav1.Time` serializes to.
+pub fn format_rfc3339(t: SystemTime) -> String {
+    let secs: i64 = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    };
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Signed nanoseconds from `then` to `now`.
@@ -999,18 +1277,7 @@ fn service_row(svc: &Value, now: SystemTime) -> Vec<Value> {
             }
         }
         "LoadBalancer" => {
-            let mut all: Vec<&str> = arr(svc, "/status/loadBalancer/ingress")
-                .iter()
-                .map(|i| {
-                    let ip = str_of(i, "/ip");
-                    if ip.is_empty() {
-                        str_of(i, "/hostname")
-                    } else {
-                        ip
-                    }
-                })
-                .filter(|s| !s.is_empty())
-                .collect();
+            let mut all: Vec<&str> = load_balancer_ingress(svc).into_iter().collect();
             all.extend(external_ips);
             if all.is_empty() {
                 "<pending>".to_string()
@@ -1041,15 +1308,35 @@ fn service_row(svc: &Value, now: SystemTime) -> Vec<Value> {
     } else {
         ports.join(",")
     };
+    let mut cluster_ip = str_of(svc, "/spec/clusterIPs/0");
+    if cluster_ip.is_empty() {
+        cluster_ip = str_of(svc, "/spec/clusterIP");
+    }
     vec![
         s(svc, "/metadata/name"),
         ty.into(),
-        or_none(str_of(svc, "/spec/clusterIP")),
+        or_none(cluster_ip),
         external.into(),
         ports.into(),
         age(svc, now),
         format_labels(&string_map(svc, "/spec/selector")).into(),
     ]
+}
+
+/// Load balancer ingress points (IP, else hostname), sorted and deduplicated as upstream.
+fn load_balancer_ingress(o: &Value) -> BTreeSet<&str> {
+    arr(o, "/status/loadBalancer/ingress")
+        .iter()
+        .map(|i| {
+            let ip = str_of(i, "/ip");
+            if ip.is_empty() {
+                str_of(i, "/hostname")
+            } else {
+                ip
+            }
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn join_host_port(ip: &str, port: i64) -> String {
@@ -1219,18 +1506,24 @@ fn replicaset_row(o: &Value, now: SystemTime) -> Vec<Value> {
         age(o, now),
     ];
     cells.extend(container_cells(o, "/spec/template/spec"));
-    // ReplicationControllers carry a plain label map rather than a LabelSelector.
-    let selector = match o.pointer("/spec/selector/matchLabels") {
-        Some(_) => selector_string(o, "/spec/selector"),
-        None if o.pointer("/spec/selector").is_some_and(Value::is_object) => {
-            let m = string_map(o, "/spec/selector");
-            if m.is_empty() {
-                selector_string(o, "/spec/selector")
-            } else {
-                format_labels(&m)
-            }
+    // ReplicationControllers carry a plain label map, ReplicaSets a LabelSelector; the kind
+    // (or, failing that, the selector's shape) tells them apart.
+    let is_rc = match str_of(o, "/kind") {
+        "ReplicationController" => true,
+        "ReplicaSet" => false,
+        _ => {
+            let sel = o.pointer("/spec/selector");
+            sel.is_some_and(|v| {
+                v.get("matchLabels").is_none()
+                    && v.get("matchExpressions").is_none()
+                    && v.as_object().is_some_and(|m| !m.is_empty())
+            })
         }
-        None => String::new(),
+    };
+    let selector = if is_rc {
+        format_labels(&string_map(o, "/spec/selector"))
+    } else {
+        format_label_selector(o, "/spec/selector")
     };
     cells.push(selector.into());
     cells
@@ -1248,7 +1541,7 @@ fn daemonset_row(o: &Value, now: SystemTime) -> Vec<Value> {
         age(o, now),
     ];
     cells.extend(container_cells(o, "/spec/template/spec"));
-    cells.push(selector_string(o, "/spec/selector").into());
+    cells.push(format_label_selector(o, "/spec/selector").into());
     cells
 }
 
@@ -1287,8 +1580,6 @@ fn job_row(o: &Value, now: SystemTime) -> Vec<Value> {
         "Suspended"
     } else if has("FailureTarget") {
         "FailureTarget"
-    } else if has("SuccessCriteriaMet") {
-        "SuccessCriteriaMet"
     } else {
         "Running"
     };
@@ -1300,7 +1591,7 @@ fn job_row(o: &Value, now: SystemTime) -> Vec<Value> {
         age(o, now),
     ];
     cells.extend(container_cells(o, "/spec/template/spec"));
-    cells.push(selector_string(o, "/spec/selector").into());
+    cells.push(format_label_selector(o, "/spec/selector").into());
     cells
 }
 
@@ -1314,17 +1605,84 @@ fn cronjob_row(o: &Value, now: SystemTime) -> Vec<Value> {
         s(o, "/metadata/name"),
         s(o, "/spec/schedule"),
         or_none(str_of(o, "/spec/timeZone")),
-        o.pointer("/spec/suspend")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .into(),
+        bool_ptr(o, "/spec/suspend"),
         len_at(o, "/status/active").into(),
         last.into(),
         age(o, now),
     ];
     cells.extend(container_cells(o, "/spec/jobTemplate/spec/template/spec"));
-    cells.push(selector_string(o, "/spec/jobTemplate/spec/selector").into());
+    cells.push(format_label_selector(o, "/spec/jobTemplate/spec/selector").into());
     cells
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC and networking
+
+fn rolebinding_row(o: &Value, now: SystemTime) -> Vec<Value> {
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    let mut sas = Vec::new();
+    for subject in arr(o, "/subjects") {
+        let name = str_of(subject, "/name");
+        match str_of(subject, "/kind") {
+            "ServiceAccount" => sas.push(format!("{}/{name}", str_of(subject, "/namespace"))),
+            "User" => users.push(name.to_string()),
+            "Group" => groups.push(name.to_string()),
+            _ => {}
+        }
+    }
+    vec![
+        s(o, "/metadata/name"),
+        format!(
+            "{}/{}",
+            str_of(o, "/roleRef/kind"),
+            str_of(o, "/roleRef/name")
+        )
+        .into(),
+        age(o, now),
+        users.join(", ").into(),
+        groups.join(", ").into(),
+        sas.join(", ").into(),
+    ]
+}
+
+fn ingress_row(o: &Value, now: SystemTime) -> Vec<Value> {
+    const MAX: usize = 3;
+    let rules = arr(o, "/spec/rules");
+    let hosts: Vec<&str> = rules
+        .iter()
+        .take(MAX)
+        .map(|r| str_of(r, "/host"))
+        .filter(|h| !h.is_empty())
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "*".to_string()
+    } else if rules.len() > MAX {
+        format!("{} + {} more...", hosts.join(","), rules.len() - MAX)
+    } else {
+        hosts.join(",")
+    };
+    let ports = if arr(o, "/spec/tls").is_empty() {
+        "80"
+    } else {
+        "80, 443"
+    };
+    let class = match o.pointer("/spec/ingressClassName") {
+        Some(Value::String(c)) => c.clone(),
+        _ => "<none>".into(),
+    };
+    vec![
+        s(o, "/metadata/name"),
+        class.into(),
+        hosts.into(),
+        load_balancer_ingress(o)
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(",")
+            .into(),
+        ports.into(),
+        age(o, now),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1367,9 +1725,9 @@ fn quantity(o: &Value, ptr: &str) -> String {
 }
 
 fn unset_or(o: &Value, ptr: &str) -> Value {
-    match str_of(o, ptr) {
-        "" => "<unset>".into(),
-        v => v.into(),
+    match o.pointer(ptr) {
+        Some(Value::String(v)) => v.as_str().into(),
+        _ => "<unset>".into(),
     }
 }
 
@@ -1835,13 +2193,19 @@ mod tests {
         assert_eq!(c[4], "80:30080/TCP");
         assert_eq!(c[6], "<none>");
         let lb = json!({"metadata": {"name": "lb"},
-            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.3.5", "ports": []}});
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.3.5", "clusterIPs": ["10.96.3.5"],
+                     "ports": []}});
         let c = cells("services", lb.clone());
         assert_eq!(c[3], "<pending>");
         assert_eq!(c[4], "<none>");
         let mut lb = lb;
-        lb["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}]}});
-        assert_eq!(cells("services", lb)[3], "203.0.113.7");
+        lb["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.7"}, {"ip": "198.51.100.1"},
+                                                           {"ip": "203.0.113.7"}]}});
+        lb["spec"]["externalIPs"] = json!(["192.0.2.1"]);
+        assert_eq!(
+            cells("services", lb)[3],
+            "198.51.100.1,203.0.113.7,192.0.2.1"
+        );
         let headless = json!({"metadata": {"name": "h"},
             "spec": {"type": "ClusterIP", "clusterIP": "None", "ports": [{"port": 80, "protocol": "TCP"}]}});
         assert_eq!(cells("services", headless)[2], "None");
@@ -2084,15 +2448,21 @@ mod tests {
                 "hello",
                 "*/1 * * * *",
                 "<none>",
-                false,
+                "<unset>",
                 1,
                 "60s",
                 "<unknown>",
                 "web,log",
                 "nginx:1.27,busybox",
-                ""
+                "<none>"
             ])
         );
+        let suspended = json!({"metadata": {"name": "c"},
+            "spec": {"schedule": "@daily", "timeZone": "Etc/UTC", "suspend": true}});
+        let c = cells("cronjobs", suspended);
+        assert_eq!(c[2], "Etc/UTC");
+        assert_eq!(c[3], "True");
+        assert_eq!(c[5], "<none>");
     }
 
     #[test]
@@ -2187,10 +2557,115 @@ mod tests {
     }
 
     #[test]
-    fn unknown_resources_get_name_and_age() {
+    fn default_columns() {
         let obj = json!({"metadata": {"name": "w", "creationTimestamp": "2024-05-10T11:59:00Z"}});
-        let t = table("widgets.example.com", vec![obj]);
+        let t = table("widgets.example.com", vec![obj.clone()]);
         assert_eq!(names(&t), [("Name".to_string(), 0), ("Age".to_string(), 0)]);
+        assert_eq!(t["columnDefinitions"][1]["type"], "date");
         assert_eq!(t["rows"][0]["cells"], json!(["w", "60s"]));
+
+        // `kubectl get clusterroles` prints NAME and CREATED AT.
+        let t = table("clusterroles.rbac.authorization.k8s.io", vec![obj]);
+        assert_eq!(
+            names(&t),
+            [("Name".to_string(), 0), ("Created At".to_string(), 0)]
+        );
+        assert_eq!(t["rows"][0]["cells"], json!(["w", "2024-05-10T11:59:00Z"]));
+        let t = table("roles", vec![json!({"metadata": {"name": "r"}})]);
+        assert_eq!(t["rows"][0]["cells"], json!(["r", "0001-01-01T00:00:00Z"]));
+    }
+
+    #[test]
+    fn rfc3339_round_trip() {
+        for text in [
+            "2024-05-10T12:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59Z",
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            assert_eq!(format_rfc3339(at(text)), text);
+        }
+        assert_eq!(
+            format_rfc3339(at("2024-05-10T14:30:00.5+02:00")),
+            "2024-05-10T12:30:00Z"
+        );
+    }
+
+    #[test]
+    fn rbac_networking_and_misc_rows() {
+        let rb = json!({"metadata": {"name": "admins"},
+            "roleRef": {"kind": "ClusterRole", "name": "admin", "apiGroup": "rbac.authorization.k8s.io"},
+            "subjects": [{"kind": "User", "name": "alice"}, {"kind": "Group", "name": "ops"},
+                         {"kind": "ServiceAccount", "name": "ci", "namespace": "tools"},
+                         {"kind": "User", "name": "bob"}]});
+        assert_eq!(
+            Value::Array(cells("rolebindings", rb)),
+            json!([
+                "admins",
+                "ClusterRole/admin",
+                "<unknown>",
+                "alice, bob",
+                "ops",
+                "tools/ci"
+            ])
+        );
+
+        let ing = json!({"metadata": {"name": "web"},
+            "spec": {"ingressClassName": "nginx", "rules": [{"host": "a.example.com"}, {"host": "b.example.com"}],
+                     "tls": [{"hosts": ["a.example.com"]}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}, {"hostname": "lb.example.com"}]}}});
+        assert_eq!(
+            Value::Array(cells("ingresses", ing)),
+            json!([
+                "web",
+                "nginx",
+                "a.example.com,b.example.com",
+                "203.0.113.9,lb.example.com",
+                "80, 443",
+                "<unknown>"
+            ])
+        );
+        let bare = json!({"metadata": {"name": "x"}, "spec": {"defaultBackend": {}}});
+        let c = cells("ingresses", bare);
+        assert_eq!(c[1], "<none>");
+        assert_eq!(c[2], "*");
+        assert_eq!(c[4], "80");
+
+        let pdb = json!({"metadata": {"name": "p"}, "spec": {"minAvailable": 2},
+                         "status": {"disruptionsAllowed": 1}});
+        assert_eq!(
+            Value::Array(cells("poddisruptionbudgets", pdb)),
+            json!(["p", "2", "N/A", 1, "<unknown>"])
+        );
+
+        let pc = json!({"metadata": {"name": "system-node-critical"}, "value": 2000001000,
+                        "preemptionPolicy": "PreemptLowerPriority"});
+        assert_eq!(
+            Value::Array(cells("priorityclasses.scheduling.k8s.io", pc)),
+            json!([
+                "system-node-critical",
+                2000001000,
+                false,
+                "<unknown>",
+                "PreemptLowerPriority"
+            ])
+        );
+
+        let rev = json!({"metadata": {"name": "web-7c5", "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "controller": true}]},
+            "revision": 3});
+        assert_eq!(
+            Value::Array(cells("controllerrevisions", rev)),
+            json!(["web-7c5", "statefulset.apps/web", 3, "<unknown>"])
+        );
+
+        let tmpl = json!({"metadata": {"name": "t"}, "template": template()});
+        assert_eq!(
+            Value::Array(cells("podtemplates", tmpl)),
+            json!(["t", "web,log", "nginx:1.27,busybox", "app=web"])
+        );
+        let wh = json!({"metadata": {"name": "w"}, "webhooks": [{}, {}]});
+        assert_eq!(cells("validatingwebhookconfigurations", wh)[1], 2);
     }
 }
