@@ -11,7 +11,7 @@
 //! applier stopped sending are not removed; `kubectl apply` without `--server-side` is unaffected
 //! because it sends a strategic merge patch.
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 /// The patch formats kube-apiserver accepts, named by the request's `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -700,26 +700,44 @@ impl Smp<'_> {
         match patch.get(DIRECTIVE) {
             None => {}
             Some(Value::String(d)) if d == "merge" => {}
+            // Upstream leaves an empty map behind; removing the key is what that empty map
+            // serializes to for every omitempty map field, and what the client asked for.
             Some(Value::String(d)) if d == "delete" => return Ok(MapOutcome::Delete),
             Some(Value::String(d)) if d == "replace" => original.clear(),
-            Some(other) => {
-                return Err(self.bad(format!(
+            Some(other) => return Err(self.bad(format!(
                 "unknown $patch directive {other} (expected \"replace\", \"delete\" or \"merge\")"
-            )))
-            }
+            ))),
         }
 
         if let Some(retain) = patch.get(RETAIN_KEYS) {
             let keys = string_list(retain)
                 .ok_or_else(|| self.bad("$retainKeys must be a list of strings".into()))?;
-            for k in patch.keys() {
-                if !k.starts_with('$') && !keys.iter().any(|r| r == k) {
+            for (k, v) in patch {
+                // kubectl sends the dropped union members as explicit nulls next to the
+                // directive; only fields that are being set must be retained.
+                if !k.starts_with('$') && !v.is_null() && !keys.iter().any(|r| r == k) {
                     return Err(self.unprocessable(format!(
                         "field {k:?} is set by the patch but missing from $retainKeys {keys:?}"
                     )));
                 }
             }
             original.retain(|k, _| keys.iter().any(|r| r == k));
+        }
+
+        // Lists named by $setElementOrder are ordered against their state before this patch.
+        let mut server_lists: Vec<(String, Vec<Value>)> = Vec::new();
+        for (k, v) in patch {
+            let Some(field) = k.strip_prefix(SET_ORDER) else {
+                continue;
+            };
+            if !v.is_array() {
+                return Err(self.bad(format!("{k} must be a list")));
+            }
+            let before = match original.get(field) {
+                Some(Value::Array(list)) => list.clone(),
+                _ => Vec::new(),
+            };
+            server_lists.push((field.to_string(), before));
         }
 
         for (k, v) in patch {
@@ -755,18 +773,16 @@ impl Smp<'_> {
             result?;
         }
 
-        for (k, v) in patch {
-            let Some(field) = k.strip_prefix(SET_ORDER) else {
+        for (field, before) in server_lists {
+            let Some(Value::Array(order)) = patch.get(&format!("{SET_ORDER}{field}")) else {
                 continue;
             };
-            let Value::Array(order) = v else {
-                return Err(self.bad(format!("{k} must be a list")));
-            };
-            self.path.push(field.to_string());
+            self.path.push(field.clone());
             let strategy = self.strategy();
             self.path.pop();
-            if let Some(Value::Array(list)) = original.get_mut(field) {
-                apply_element_order(list, order, strategy);
+            if let Some(Value::Array(list)) = original.get_mut(&field) {
+                let merged = std::mem::take(list);
+                *list = normalize_order(merged, order, &before, strategy);
             }
         }
         Ok(MapOutcome::Keep)
@@ -809,28 +825,22 @@ impl Smp<'_> {
     }
 
     fn merge_list(&mut self, original: &mut Vec<Value>, patch: &[Value]) -> Result<(), PatchError> {
-        // `{"$patch": "replace"}` as a list element replaces the whole list with its siblings.
-        let replace = patch.iter().any(|e| {
-            e.as_object()
-                .is_some_and(|m| m.len() == 1 && m.get(DIRECTIVE) == Some(&"replace".into()))
-        });
-        let strategy = self.strategy();
-        if replace || strategy == ListStrategy::Replace {
-            let mut out = Vec::with_capacity(patch.len());
-            for e in patch {
-                if replace
-                    && e.get(DIRECTIVE).is_some()
-                    && e.as_object().is_some_and(|m| m.len() == 1)
-                {
-                    continue;
+        let server = original.clone();
+        match self.strategy() {
+            ListStrategy::Replace => {
+                // Atomic lists take the patch's list; a bare `{"$patch": "replace"}` element is
+                // only a marker and never becomes an item.
+                let mut out = Vec::with_capacity(patch.len());
+                for e in patch {
+                    if e.as_object()
+                        .is_some_and(|m| m.len() == 1 && m.contains_key(DIRECTIVE))
+                    {
+                        continue;
+                    }
+                    out.push(self.fresh(e)?);
                 }
-                out.push(self.fresh(e)?);
+                *original = out;
             }
-            *original = out;
-            return Ok(());
-        }
-        match strategy {
-            ListStrategy::Replace => unreachable!("handled above"),
             ListStrategy::PrimitiveMerge => {
                 for e in patch {
                     if e.is_object() || e.is_array() {
@@ -843,8 +853,12 @@ impl Smp<'_> {
                         original.push(e.clone());
                     }
                 }
+                let merged = std::mem::take(original);
+                *original = normalize_order(merged, patch, &server, ListStrategy::PrimitiveMerge);
             }
             ListStrategy::MergeKey(key) => {
+                let mut plain: Vec<&Map<String, Value>> = Vec::with_capacity(patch.len());
+                let mut replace = false;
                 for e in patch {
                     let Value::Object(pm) = e else {
                         return Err(self.bad(format!(
@@ -852,32 +866,61 @@ impl Smp<'_> {
                             type_name(e)
                         )));
                     };
+                    match pm.get(DIRECTIVE) {
+                        None => plain.push(pm),
+                        Some(Value::String(d)) if d == "delete" => {
+                            let Some(kv) = pm.get(key) else {
+                                return Err(self.unprocessable(format!(
+                                    "the $patch: delete element {e} does not contain the merge key {key:?}"
+                                )));
+                            };
+                            original.retain(|o| !o.get(key).is_some_and(|ov| json_eq(ov, kv)));
+                        }
+                        // Upstream treats any element carrying `$patch: replace` as the marker
+                        // that replaces the whole list with the remaining elements.
+                        Some(Value::String(d)) if d == "replace" => replace = true,
+                        Some(other) => {
+                            return Err(self.bad(format!(
+                                "unsupported $patch directive {other} in a list element (expected \"delete\" or \"replace\")"
+                            )))
+                        }
+                    }
+                }
+                if replace {
+                    let mut out = Vec::with_capacity(plain.len());
+                    for pm in plain {
+                        out.push(self.fresh(&Value::Object(pm.clone()))?);
+                    }
+                    *original = out;
+                    return Ok(());
+                }
+                let mut order = Vec::with_capacity(plain.len());
+                for pm in plain {
                     let Some(kv) = pm.get(key) else {
                         return Err(self.unprocessable(format!(
                             "list element {} does not contain the merge key {key:?}",
                             Value::Object(pm.clone())
                         )));
                     };
+                    order.push(json!({ key: kv }));
                     let pos = original
                         .iter()
                         .position(|o| o.get(key).is_some_and(|ov| json_eq(ov, kv)));
-                    if pm.get(DIRECTIVE).and_then(Value::as_str) == Some("delete") {
-                        original.retain(|o| !o.get(key).is_some_and(|ov| json_eq(ov, kv)));
-                        continue;
-                    }
                     match pos {
                         Some(i) => {
                             let Value::Object(om) = &mut original[i] else {
-                                original[i] = self.fresh(e)?;
+                                original[i] = self.fresh(&Value::Object(pm.clone()))?;
                                 continue;
                             };
                             if let MapOutcome::Delete = self.merge_map(om, pm)? {
                                 original.remove(i);
                             }
                         }
-                        None => original.push(self.fresh(e)?),
+                        None => original.push(self.fresh(&Value::Object(pm.clone()))?),
                     }
                 }
+                let merged = std::mem::take(original);
+                *original = normalize_order(merged, &order, &server, ListStrategy::MergeKey(key));
             }
         }
         Ok(())
@@ -913,48 +956,54 @@ fn string_list(v: &Value) -> Option<Vec<String>> {
         .collect()
 }
 
-/// `$setElementOrder/<field>`: elements named in `order` take that order; elements the patch
-/// did not mention (server-only) keep their place relative to them, as upstream's
-/// `normalizeElementOrder` does.
-fn apply_element_order(list: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
+/// Orders a merged list the way upstream's `normalizeElementOrder` does, so clients see the same
+/// list order as from kube-apiserver: elements named in `order` (the patch list, or a
+/// `$setElementOrder` list) come in that order; elements only the server had keep their order
+/// and go before a patch element only when they preceded it in the `server` list. A new element
+/// therefore lands before the server-only elements that follow its predecessor, which for a
+/// single added element means at the front.
+fn normalize_order(
+    merged: Vec<Value>,
+    order: &[Value],
+    server: &[Value],
+    strategy: ListStrategy,
+) -> Vec<Value> {
     let identity = |v: &Value| -> Option<Value> {
         match strategy {
             ListStrategy::MergeKey(key) => v.get(key).cloned(),
             _ => Some(v.clone()),
         }
     };
-    let order_ids: Vec<Value> = order.iter().filter_map(&identity).collect();
-    let original: Vec<Value> = std::mem::take(list);
-    let server_pos = |v: &Value| -> Option<usize> {
+    let position = |list: &[Value], v: &Value| -> Option<usize> {
         let id = identity(v)?;
-        original
-            .iter()
+        list.iter()
             .position(|o| identity(o).is_some_and(|oid| json_eq(&oid, &id)))
     };
-    let mut ordered: Vec<(usize, Value)> = Vec::new();
-    let mut server_only: Vec<Value> = Vec::new();
-    for v in &original {
-        match identity(v).and_then(|id| order_ids.iter().position(|o| json_eq(o, &id))) {
-            Some(i) => ordered.push((i, v.clone())),
-            None => server_only.push(v.clone()),
+    let mut from_patch: Vec<(usize, Value)> = Vec::new();
+    let mut server_only: Vec<(usize, Value)> = Vec::new();
+    for v in merged {
+        match position(order, &v) {
+            Some(i) => from_patch.push((i, v)),
+            None => server_only.push((position(server, &v).unwrap_or(usize::MAX), v)),
         }
     }
-    ordered.sort_by_key(|(i, _)| *i);
-    let mut left = ordered.into_iter().map(|(_, v)| v).peekable();
-    let mut right = server_only.into_iter().peekable();
+    from_patch.sort_by_key(|(i, _)| *i);
+    server_only.sort_by_key(|(i, _)| *i);
+    let mut left = server_only.into_iter().map(|(_, v)| v).peekable();
+    let mut right = from_patch.into_iter().map(|(_, v)| v).peekable();
+    let mut out = Vec::new();
     loop {
         let take_left = match (left.peek(), right.peek()) {
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some(l), Some(r)) => match (server_pos(l), server_pos(r)) {
-                (Some(li), Some(ri)) => li < ri,
-                _ => false,
-            },
+            (Some(l), Some(r)) => {
+                matches!((position(server, l), position(server, r)), (Some(li), Some(ri)) if li < ri)
+            }
         };
-        let next = if take_left { left.next() } else { right.next() };
-        list.extend(next);
+        out.extend(if take_left { left.next() } else { right.next() });
     }
+    out
 }
 
 #[cfg(test)]
@@ -1169,11 +1218,38 @@ mod tests {
                                            {"name": "new", "image": "alpine"}]}}),
         );
         let c = &out["spec"]["containers"];
-        assert_eq!(c.as_array().unwrap().len(), 3);
         assert_eq!(c[0]["image"], "nginx:1.26");
         assert_eq!(c[0]["ports"][0]["containerPort"], 80);
-        assert_eq!(c[1]["name"], "sidecar");
-        assert_eq!(c[2]["name"], "new");
+        // Patch elements keep the patch's order and a new one goes before the server-only
+        // elements that follow, as kube-apiserver orders them.
+        assert_eq!(names(c), ["web", "new", "sidecar"]);
+
+        let out = run(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            json!({"spec": {"containers": [{"name": "debug", "image": "busybox"}]}}),
+        );
+        assert_eq!(
+            names(&out["spec"]["containers"]),
+            ["debug", "web", "sidecar"]
+        );
+
+        let out = run(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            json!({"spec": {"containers": [{"name": "sidecar", "image": "busybox:2"}]}}),
+        );
+        assert_eq!(names(&out["spec"]["containers"]), ["web", "sidecar"]);
+    }
+
+    fn names(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect()
     }
 
     #[test]
@@ -1304,6 +1380,13 @@ mod tests {
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a/x"]}}),
         );
         assert_eq!(out["metadata"]["finalizers"], json!(["b/y"]));
+        let out = run(
+            PatchKind::StrategicMerge,
+            "pods",
+            out,
+            json!({"metadata": {"finalizers": ["c/z"]}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["c/z", "b/y"]));
     }
 
     #[test]
@@ -1316,6 +1399,14 @@ mod tests {
             "deployments",
             original.clone(),
             json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}),
+        );
+        assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
+        let out = run(
+            PatchKind::StrategicMerge,
+            "deployments",
+            original.clone(),
+            json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": null,
+                                          "type": "Recreate"}}}),
         );
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
         let e = run_err(
