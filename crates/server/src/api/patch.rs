@@ -704,9 +704,11 @@ impl Smp<'_> {
             // serializes to for every omitempty map field, and what the client asked for.
             Some(Value::String(d)) if d == "delete" => return Ok(MapOutcome::Delete),
             Some(Value::String(d)) if d == "replace" => original.clear(),
-            Some(other) => return Err(self.bad(format!(
+            Some(other) => {
+                return Err(self.bad(format!(
                 "unknown $patch directive {other} (expected \"replace\", \"delete\" or \"merge\")"
-            ))),
+            )))
+            }
         }
 
         if let Some(retain) = patch.get(RETAIN_KEYS) {

@@ -575,7 +575,11 @@ impl FieldSelector {
                     "cannot understand {term:?}: expected field=value, field==value or field!=value"
                 ))
             })?;
-            let field = field.trim();
+            let field = match (out.resource.as_str(), field.trim()) {
+                // Old v1 clients still send the pre-1.0 name of spec.nodeName.
+                ("pods", "spec.host") => "spec.nodeName",
+                (_, f) => f,
+            };
             let value = unescape(raw.trim()).map_err(err)?;
             if field_value(&out.resource, &Value::Null, field).is_none() {
                 return Err(SelectorError::UnsupportedField {
@@ -704,10 +708,14 @@ fn bool_at(object: &Value, pointer: &str) -> String {
 /// support `field`. Missing fields read as the empty string (booleans as "false", numbers as
 /// "0") because that is what the Go zero value prints as upstream.
 pub fn field_value(resource: &str, object: &Value, field: &str) -> Option<String> {
+    let plural = plural(resource);
     let v = match field {
         "metadata.name" => str_at(object, "/metadata/name"),
-        "metadata.namespace" => str_at(object, "/metadata/namespace"),
-        _ => match (plural(resource), field) {
+        // Nodes and namespaces register their own field label lists, which leave this out.
+        "metadata.namespace" if !matches!(plural, "nodes" | "namespaces") => {
+            str_at(object, "/metadata/namespace")
+        }
+        _ => match (plural, field) {
             ("pods", "spec.nodeName") => str_at(object, "/spec/nodeName"),
             ("pods", "spec.restartPolicy") => str_at(object, "/spec/restartPolicy"),
             ("pods", "spec.schedulerName") => str_at(object, "/spec/schedulerName"),
@@ -723,6 +731,10 @@ pub fn field_value(resource: &str, object: &Value, field: &str) -> Option<String
                     first
                 }
             }
+            // Accepted as a label but never indexed upstream, so it only ever matches "".
+            ("pods", "status.podIPs") => String::new(),
+            ("services", "spec.clusterIP") => str_at(object, "/spec/clusterIP"),
+            ("services", "spec.type") => str_at(object, "/spec/type"),
             ("events", "involvedObject.kind") => str_at(object, "/involvedObject/kind"),
             ("events", "involvedObject.namespace") => str_at(object, "/involvedObject/namespace"),
             ("events", "involvedObject.name") => str_at(object, "/involvedObject/name"),
@@ -947,6 +959,20 @@ mod tests {
         assert_eq!(e.http_status(), 400);
         let e = FieldSelector::parse("configmaps", "spec.nodeName=x").unwrap_err();
         assert_eq!(e.to_string(), "field label not supported: spec.nodeName");
+        let e = FieldSelector::parse("nodes", "metadata.namespace=x").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "field label not supported: metadata.namespace"
+        );
+        let sel = FieldSelector::parse("pods", "spec.host=n1").unwrap();
+        assert_eq!(sel.exact("spec.nodeName"), Some("n1"));
+        let svc =
+            json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "type": "ClusterIP"}});
+        assert!(
+            FieldSelector::parse("services", "spec.clusterIP!=None,spec.type=ClusterIP")
+                .map(|s| !s.matches(&svc))
+                .unwrap()
+        );
         let e = FieldSelector::parse("pods", "metadata.name").unwrap_err();
         assert!(e.to_string().contains("cannot understand"), "{e}");
         let e = FieldSelector::parse("pods", r"metadata.name=a\x").unwrap_err();
