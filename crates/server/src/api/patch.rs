@@ -594,9 +594,24 @@ pub fn list_strategy(resource: &str, path: &[&str]) -> ListStrategy {
         ("nodes", ["spec", "podCIDRs"]) => PrimitiveMerge,
         ("services", ["spec", "ports"]) => MergeKey("port"),
         ("serviceaccounts", ["secrets"]) => MergeKey("name"),
-        // Every built-in status with conditions keys them by type (pods, nodes, namespaces,
-        // PVCs, deployments, replicasets, statefulsets, daemonsets, jobs, ...).
-        (_, ["status", "conditions"]) => MergeKey("type"),
+        // Statuses whose Go types tag conditions `patchMergeKey:"type"`; others (CSRs, CRDs,
+        // most metav1.Condition users) are atomic for strategic merge.
+        (
+            "pods"
+            | "nodes"
+            | "namespaces"
+            | "persistentvolumeclaims"
+            | "services"
+            | "deployments"
+            | "replicasets"
+            | "statefulsets"
+            | "daemonsets"
+            | "jobs"
+            | "replicationcontrollers"
+            | "poddisruptionbudgets"
+            | "horizontalpodautoscalers",
+            ["status", "conditions"],
+        ) => MergeKey("type"),
         _ => Replace,
     }
 }
@@ -1551,6 +1566,14 @@ mod tests {
         assert_eq!(
             list_strategy("endpoints", &["subsets"]),
             ListStrategy::Replace
+        );
+        assert_eq!(
+            list_strategy("certificatesigningrequests", &["status", "conditions"]),
+            ListStrategy::Replace
+        );
+        assert_eq!(
+            list_strategy("jobs.batch/status", &["status", "conditions"]),
+            ListStrategy::MergeKey("type")
         );
     }
 
