@@ -1180,8 +1180,8 @@ fn pod_status(pod: &Value) -> PodStatus {
     }
 }
 
-/// Row conditions let clients tell finished pods apart (kubectl hides them with
-/// `--show-all=false` style filtering); only pods have them upstream.
+/// Row conditions mark a pod that reached a terminal phase as `Completed`, so table clients can
+/// set finished pods apart without reading the object; only pods carry them upstream.
 fn row_conditions(plural: &str, obj: &Value) -> Option<Value> {
     if plural != "pods" {
         return None;
