@@ -1444,13 +1444,85 @@ mod tests {
                 "containers": [{"name": "web", "image": "nginx:1.26"}]
             }}),
         );
-        let names: Vec<_> = out["spec"]["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["sidecar", "web"]);
+        assert_eq!(names(&out["spec"]["containers"]), ["sidecar", "web"]);
+
+        // kubectl apply after the manifest added "init" first and dropped nothing: the order
+        // list puts it first, server-only "sidecar" keeps its slot after "web".
+        let out = run(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            json!({"spec": {
+                "$setElementOrder/containers": [{"name": "init"}, {"name": "web"}],
+                "containers": [{"name": "init", "image": "busybox"}]
+            }}),
+        );
+        assert_eq!(
+            names(&out["spec"]["containers"]),
+            ["init", "web", "sidecar"]
+        );
+
+        // Reordering only, no content change, and a primitive list.
+        let out = run(
+            PatchKind::StrategicMerge,
+            "pods",
+            json!({"metadata": {"finalizers": ["a", "b", "c"]}}),
+            json!({"metadata": {"$setElementOrder/finalizers": ["c", "a", "b"]}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
+    }
+
+    #[test]
+    fn smp_nested_directives_in_new_values_do_not_leak() {
+        let out = run(
+            PatchKind::StrategicMerge,
+            "pods",
+            json!({"metadata": {"name": "p"}}),
+            json!({"spec": {
+                "$setElementOrder/containers": [{"name": "a"}],
+                "containers": [{"name": "a", "env": [{"name": "X", "value": "1"},
+                                                     {"name": "Y", "$patch": "delete"}],
+                                "securityContext": {"privileged": null, "runAsUser": 0}}]
+            }}),
+        );
+        assert_eq!(
+            out["spec"],
+            json!({"containers": [{"name": "a", "env": [{"name": "X", "value": "1"}],
+                                   "securityContext": {"runAsUser": 0}}]})
+        );
+    }
+
+    #[test]
+    fn smp_list_directive_errors() {
+        let e = run_err(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            r#"{"spec":{"containers":[{"name":"web","$patch":"frob"}]}}"#,
+        );
+        assert_eq!(e.http_status(), 400);
+        let e = run_err(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            r#"{"spec":{"containers":[{"$patch":"delete"}]}}"#,
+        );
+        assert_eq!(e.http_status(), 422);
+        let e = run_err(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            r#"{"spec":{"containers":["web"]}}"#,
+        );
+        assert_eq!(e.http_status(), 400);
+        let e = run_err(
+            PatchKind::StrategicMerge,
+            "pods",
+            pod(),
+            r#"{"spec":{"$bogus":1}}"#,
+        );
+        assert_eq!(e.http_status(), 400);
+        assert!(e.to_string().contains("at spec"), "{e}");
     }
 
     #[test]
