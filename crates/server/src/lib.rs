@@ -1,4 +1,5 @@
 //! The control plane: API server, storage backends (SQLite, etcd), watch cache, scheduler and
 //! controllers (the control-plane issue; being built).
 
+pub mod api;
 pub mod store;

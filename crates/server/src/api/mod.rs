@@ -1,0 +1,3 @@
+pub mod patch;
+pub mod selector;
+pub mod table;
