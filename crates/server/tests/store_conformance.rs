@@ -374,3 +374,4 @@ macro_rules! conformance {
 }
 
 conformance!(memory, memory_fixture());
+conformance!(sqlite, sqlite_fixture());

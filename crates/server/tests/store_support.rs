@@ -5,7 +5,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use deckhand_server::store::{Backend, MemoryBackend};
+use deckhand_server::store::{Backend, MemoryBackend, SqliteBackend};
 
 pub struct Fixture {
     pub backend: Arc<dyn Backend>,
@@ -17,5 +17,14 @@ pub async fn memory_fixture() -> Option<Fixture> {
     Some(Fixture {
         backend: Arc::new(MemoryBackend::default()),
         _guard: Box::new(()),
+    })
+}
+
+pub async fn sqlite_fixture() -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = SqliteBackend::open(dir.path().join("state.db")).expect("open sqlite store");
+    Some(Fixture {
+        backend: Arc::new(backend),
+        _guard: Box::new(dir),
     })
 }

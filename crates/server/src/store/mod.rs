@@ -8,8 +8,10 @@
 
 mod live;
 pub mod memory;
+pub mod sqlite;
 
 pub use memory::{MemoryBackend, MemoryConfig};
+pub use sqlite::{Durability, SqliteBackend, SqliteConfig};
 
 use std::pin::Pin;
 
