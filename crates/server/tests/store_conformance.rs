@@ -375,3 +375,4 @@ macro_rules! conformance {
 
 conformance!(memory, memory_fixture());
 conformance!(sqlite, sqlite_fixture());
+conformance!(etcd, etcd_fixture());

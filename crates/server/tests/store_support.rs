@@ -3,9 +3,13 @@
 #![allow(dead_code)]
 
 use std::any::Any;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use deckhand_server::store::{Backend, MemoryBackend, SqliteBackend};
+use deckhand_server::store::{Backend, EtcdBackend, MemoryBackend, SqliteBackend};
 
 pub struct Fixture {
     pub backend: Arc<dyn Backend>,
@@ -27,4 +31,84 @@ pub async fn sqlite_fixture() -> Option<Fixture> {
         backend: Arc::new(backend),
         _guard: Box::new(dir),
     })
+}
+
+pub async fn etcd_fixture() -> Option<Fixture> {
+    let etcd = Etcd::start().await?;
+    let backend = EtcdBackend::connect(&[etcd.endpoint.as_str()])
+        .await
+        .expect("connect to etcd");
+    Some(Fixture {
+        backend: Arc::new(backend),
+        _guard: Box::new(etcd),
+    })
+}
+
+const ETCD: &str = "/usr/bin/etcd";
+
+/// A throwaway single-member etcd on free local ports and a temp data dir; killed on drop.
+pub struct Etcd {
+    pub endpoint: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// `None` (after saying so) when etcd is not installed; CI installs it (etcd-server).
+    pub async fn start() -> Option<Etcd> {
+        if !Path::new(ETCD).exists() {
+            eprintln!("SKIPPED: {ETCD} is absent (install the Debian package etcd-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (client, peer) = (free_port(), free_port());
+        let endpoint = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
+        let child = Command::new(ETCD)
+            .arg("--name=default")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={endpoint}"))
+            .arg(format!("--advertise-client-urls={endpoint}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=default={peer_url}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn etcd");
+        let etcd = Etcd {
+            endpoint,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(b) = EtcdBackend::connect(&[etcd.endpoint.as_str()]).await {
+                if b.current_revision().await.is_ok() {
+                    return Some(etcd);
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(etcd._dir.path().join("etcd.log"));
+                panic!(
+                    "etcd did not start within 20 s; its log:\n{}",
+                    log.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
 }

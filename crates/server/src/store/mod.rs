@@ -6,10 +6,12 @@
 //! embedded SQLite (default) and etcd v3. The watch cache sits above a backend and serves
 //! lists and watches from memory; the REST layer only ever talks to the watch cache.
 
+pub mod etcd;
 mod live;
 pub mod memory;
 pub mod sqlite;
 
+pub use etcd::EtcdBackend;
 pub use memory::{MemoryBackend, MemoryConfig};
 pub use sqlite::{Durability, SqliteBackend, SqliteConfig};
 
