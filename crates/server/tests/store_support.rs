@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deckhand_server::store::{Backend, EtcdBackend, MemoryBackend, SqliteBackend};
+use deckhand_server::store::{
+    Backend, EtcdBackend, MemoryBackend, SqliteBackend, WatchCache, WatchCacheConfig,
+};
 
 pub struct Fixture {
     pub backend: Arc<dyn Backend>,
@@ -111,4 +113,17 @@ impl Drop for Etcd {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
+}
+
+/// The watch cache over a fresh backend from `inner`.
+pub async fn cached(inner: Option<Fixture>) -> Option<Fixture> {
+    let inner = inner?;
+    let config = WatchCacheConfig::default();
+    let cache = WatchCache::start(inner.backend.clone(), config)
+        .await
+        .expect("start watch cache");
+    Some(Fixture {
+        backend: Arc::new(cache),
+        _guard: Box::new(inner),
+    })
 }
