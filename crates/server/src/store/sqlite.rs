@@ -132,7 +132,10 @@ enum Request {
 /// The embedded SQLite [`Backend`].
 pub struct SqliteBackend {
     path: PathBuf,
-    writer: mpsc::Sender<Request>,
+    /// `None` only while dropping.
+    writer: Option<mpsc::Sender<Request>>,
+    /// Joined on drop, so that the file is closed and unlocked when the backend is gone.
+    writer_thread: Option<std::thread::JoinHandle<()>>,
     events: broadcast::Sender<Arc<Event>>,
     /// The revision of the last committed write, published after its commit.
     current: Arc<AtomicI64>,
@@ -151,6 +154,26 @@ impl SqliteBackend {
         let ctx = |e: rusqlite::Error| {
             StoreError::Backend(format!("sqlite store {}: {e}", path.display()))
         };
+        // One writer per file: the writer thread assigns revisions itself, which is only right
+        // if no other process writes the log (two servers on one data dir). The lock is held
+        // by the writer thread for the backend's life and released by the kernel on any exit.
+        let lock_path = path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError::Backend(format!("sqlite store: open {}: {e}", lock_path.display()))
+            })?;
+        if let Err(e) = lock.try_lock() {
+            return Err(StoreError::Backend(format!(
+                "sqlite store {} is in use by another server (lock {}: {e}); stop it or use \
+                 another data dir",
+                path.display(),
+                lock_path.display()
+            )));
+        }
         let conn = Connection::open(&path).map_err(ctx)?;
         // journal_mode answers with a row, so it is read rather than executed.
         let mode: String = conn
@@ -186,6 +209,7 @@ impl SqliteBackend {
         let current = Arc::new(AtomicI64::new(current));
         let (tx, rx) = mpsc::channel(config.max_batch.max(1) * 4);
         let writer = Writer {
+            _lock: lock,
             conn,
             rx,
             events: events.clone(),
@@ -194,7 +218,7 @@ impl SqliteBackend {
             compacted,
             config: config.clone(),
         };
-        std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| StoreError::Backend(format!("sqlite store: writer thread: {e}")))?;
@@ -214,7 +238,8 @@ impl SqliteBackend {
         }
         Ok(Self {
             path: config.path,
-            writer: tx,
+            writer: Some(tx),
+            writer_thread: Some(writer_thread),
             events,
             current,
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -230,10 +255,8 @@ impl SqliteBackend {
                 self.path.display()
             ))
         };
-        self.writer
-            .send(Request::Op(op, tx))
-            .await
-            .map_err(|_| gone())?;
+        let writer = self.writer.as_ref().ok_or_else(gone)?;
+        writer.send(Request::Op(op, tx)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 
@@ -271,6 +294,19 @@ impl SqliteBackend {
             }
             other => other,
         })
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer thread once it has committed what was queued;
+        // that takes one group commit at most.
+        self.writer.take();
+        if let Some(thread) = self.writer_thread.take() {
+            if thread.join().is_err() {
+                tracing::error!(path = %self.path.display(), "sqlite writer thread panicked");
+            }
+        }
     }
 }
 
@@ -522,6 +558,8 @@ impl Backend for SqliteBackend {
 
 /// The writer thread's state: the only writing connection and the revision it is at.
 struct Writer {
+    /// The store's lock file, locked (see `open_with`).
+    _lock: std::fs::File,
     conn: Connection,
     rx: mpsc::Receiver<Request>,
     events: broadcast::Sender<Arc<Event>>,
@@ -582,6 +620,14 @@ impl Writer {
         }
     }
 
+    fn committed_revision(&self) -> rusqlite::Result<Revision> {
+        self.conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'log'",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     fn compact_step(&mut self, goal: &mut Revision) {
         let target = (*goal).min(self.compacted + self.config.compact_step.max(1));
         if let Err(e) = self.compact_now(target) {
@@ -611,8 +657,9 @@ impl Writer {
                 }
             }
             Err(e) => {
-                // The transaction rolled back: none of the batch happened.
-                self.revision = start_rev;
+                // The transaction rolled back: none of the batch happened. The log is read
+                // back rather than trusted, in case the failure left it elsewhere.
+                self.revision = self.committed_revision().unwrap_or(start_rev);
                 self.compacted = start_compacted;
                 tracing::error!(error = %e, "sqlite store: commit failed");
                 for (_, reply) in batch.drain(..) {
@@ -768,6 +815,20 @@ mod tests {
     fn prefix_end_bounds_the_prefix() {
         assert_eq!(prefix_end("/registry/pods/"), b"/registry/pods0");
         assert_eq!(prefix_end(""), [0xff]);
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_one_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let first = SqliteBackend::open(&path).unwrap();
+        let err = SqliteBackend::open(&path)
+            .err()
+            .expect("second open must fail");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        // Dropping the backend closes the file and releases the lock.
+        SqliteBackend::open(&path).unwrap();
     }
 
     #[tokio::test]
