@@ -12,8 +12,8 @@
 use std::collections::VecDeque;
 
 use etcd_client::{
-    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, EventType, GetOptions, Txn,
-    TxnOp, TxnOpResponse, WatchOptions, WatchResponse, WatchStream, Watcher,
+    Client, CompactionOptions, Compare, CompareOp, DeleteOptions, EventType, GetOptions, KvClient,
+    Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchResponse, WatchStream, Watcher,
 };
 use futures::StreamExt;
 
@@ -22,7 +22,10 @@ use super::{Backend, Event, EventStream, KeyValue, ListResult, Result, Revision,
 /// An etcd v3 [`Backend`]. Cheap to share: etcd clients multiplex one HTTP/2 connection.
 #[derive(Clone)]
 pub struct EtcdBackend {
-    client: Client,
+    /// Holds the connection's endpoint list open; requests go through the two clients below.
+    _client: Client,
+    kv: KvClient,
+    watches: WatchClient,
     /// For error messages: which etcd failed.
     endpoints: String,
 }
@@ -38,8 +41,14 @@ impl EtcdBackend {
         let client = Client::connect(endpoints, None)
             .await
             .map_err(|e| StoreError::Backend(format!("etcd {names}: cannot connect: {e}")))?;
+        // No response size limit (tonic's default is 4 MiB): a list page of large objects or
+        // a watch response with many events must not fail; etcd bounds each object itself.
+        let kv = client.kv_client().max_decoding_message_size(usize::MAX);
+        let watches = client.watch_client().max_decoding_message_size(usize::MAX);
         Ok(Self {
-            client,
+            _client: client,
+            kv,
+            watches,
             endpoints: names,
         })
     }
@@ -106,7 +115,7 @@ impl Backend for EtcdBackend {
         // is the cheapest.
         let opts = GetOptions::new().with_count_only();
         let resp = self
-            .client
+            .kv
             .clone()
             .get("/", Some(opts))
             .await
@@ -116,7 +125,7 @@ impl Backend for EtcdBackend {
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
         let resp = self
-            .client
+            .kv
             .clone()
             .get(key, None)
             .await
@@ -143,7 +152,7 @@ impl Backend for EtcdBackend {
         if let Some(r) = revision {
             opts = opts.with_revision(r);
         }
-        let resp = match self.client.clone().get(from, Some(opts)).await {
+        let resp = match self.kv.clone().get(from, Some(opts)).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.out_of_range(e, revision.unwrap_or(0), prefix).await),
         };
@@ -160,7 +169,7 @@ impl Backend for EtcdBackend {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
-        let resp = self.client.clone().txn(txn).await.map_err(self.err(key))?;
+        let resp = self.kv.clone().txn(txn).await.map_err(self.err(key))?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_owned()));
         }
@@ -176,7 +185,7 @@ impl Backend for EtcdBackend {
             ])
             .and_then([TxnOp::put(key, value, None)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.client.clone().txn(txn).await.map_err(self.err(key))?;
+        let resp = self.kv.clone().txn(txn).await.map_err(self.err(key))?;
         if resp.succeeded() {
             return Ok(txn_revision(&resp));
         }
@@ -202,7 +211,7 @@ impl Backend for EtcdBackend {
                 Some(DeleteOptions::new().with_prev_key()),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.client.clone().txn(txn).await.map_err(self.err(key))?;
+        let resp = self.kv.clone().txn(txn).await.map_err(self.err(key))?;
         if !resp.succeeded() {
             return Err(match (else_get(&resp), expected) {
                 (Some(kv), Some(expected)) => StoreError::Conflict {
@@ -235,7 +244,7 @@ impl Backend for EtcdBackend {
             .with_start_revision(after + 1)
             .with_prev_key();
         let (watcher, stream) = self
-            .client
+            .watches
             .clone()
             .watch(prefix, Some(opts))
             .await
@@ -255,7 +264,7 @@ impl Backend for EtcdBackend {
         // Physical: return only once the history is really gone, so a watch or list at a
         // compacted revision fails right after (what the contract and the tests expect).
         let opts = CompactionOptions::new().with_physical();
-        match self.client.clone().compact(revision, Some(opts)).await {
+        match self.kv.clone().compact(revision, Some(opts)).await {
             Ok(_) => Ok(()),
             // Compacting at or below the last compaction is a no-op, as in the other backends.
             Err(e) => match self.out_of_range(e, revision, "compact").await {
