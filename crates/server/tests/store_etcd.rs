@@ -66,3 +66,17 @@ async fn two_backends_see_each_others_writes() {
         .await
         .is_err());
 }
+
+/// The same load as the SQLite bench, against a local etcd (which fsyncs every commit).
+/// Ignored by default: `cargo test -p deckhand-server --test store_etcd -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn write_latency_at_200_per_second() {
+    let Some(etcd) = Etcd::start().await else {
+        return;
+    };
+    let store = EtcdBackend::connect(&[etcd.endpoint.as_str()])
+        .await
+        .unwrap();
+    store_support::write_latency("etcd", std::sync::Arc::new(store)).await;
+}
