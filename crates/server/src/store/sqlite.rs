@@ -711,16 +711,17 @@ impl Writer {
 
 /// Applies one create/update/delete inside the writer's transaction.
 fn apply(tx: &Connection, op: &Op, revision: &mut Revision) -> rusqlite::Result<OpResult> {
-    let (key, value, expected, deleting) = match op {
-        Op::Create { key, value } => (key, Some(value), None, false),
+    let (key, value, expected) = match op {
+        Op::Create { key, value } => (key, Some(value), None),
         Op::Update {
             key,
             value,
             expected,
-        } => (key, Some(value), Some(*expected), false),
-        Op::Delete { key, expected } => (key, None, *expected, true),
+        } => (key, Some(value), Some(*expected)),
+        Op::Delete { key, expected } => (key, None, *expected),
         Op::Compact { .. } => return Ok(Ok(None)),
     };
+    let deleting = value.is_none();
     let live = latest_row(tx, key)?.filter(|r| !r.deleted);
     let creating = matches!(op, Op::Create { .. });
     match (&live, creating) {
@@ -744,9 +745,9 @@ fn apply(tx: &Connection, op: &Op, revision: &mut Revision) -> rusqlite::Result<
         None => (id, 0, &[][..]),
     };
     // A delete row carries the last value (the Deleted event's kv) and no old_value.
-    let (new_value, old_value) = match (value, deleting) {
-        (Some(v), _) => (v.as_slice(), old_value),
-        (None, _) => (old_value, &[][..]),
+    let (new_value, old_value) = match value {
+        Some(v) => (v.as_slice(), old_value),
+        None => (old_value, &[][..]),
     };
     // The id is given explicitly: this thread is the only writer, so it knows the next
     // revision, and a create needs it for its own create_revision.
