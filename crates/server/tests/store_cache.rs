@@ -110,3 +110,35 @@ async fn cache_relists_after_falling_behind() {
         .unwrap();
     assert_eq!(ev.unwrap().unwrap().revision(), r);
 }
+
+/// Writes outside the cached prefix still advance the cache's revision, so that a consistent
+/// read right after one does not wait for an event that will never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_outside_the_prefix_do_not_stall_reads() {
+    let backend = Arc::new(MemoryBackend::default());
+    // A wait long enough that a stall would show, short enough not to hang the test.
+    let config = WatchCacheConfig {
+        consistent_wait: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let cache = WatchCache::start(backend.clone(), config).await.unwrap();
+    cache.create("/registry/pods/ns/a", vec![]).await.unwrap();
+    let r = backend
+        .create("/deckhand/leader", b"me".to_vec())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let list = cache.list("/registry/", None, None, None).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "read waited {:?}",
+        start.elapsed()
+    );
+    assert_eq!(list.revision, r);
+    assert_eq!(list.items.len(), 1);
+    // Reads outside the prefix go to the backend.
+    assert_eq!(
+        cache.get("/deckhand/leader").await.unwrap().unwrap().value,
+        b"me"
+    );
+}

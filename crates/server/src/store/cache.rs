@@ -1,7 +1,8 @@
 //! `WatchCache`: the API server's in-memory view of the store, in front of a backend.
 //!
 //! It owns a copy of every object under its prefix (`/registry/`) and a bounded ring of the
-//! most recent events, fed by one backend watch. It implements [`Backend`] itself, so the REST
+//! most recent events, fed by one backend watch (on all of deckhand's keys, so that its
+//! revision keeps up with the store's; see [`WatchCacheConfig::follow_prefix`]). It implements [`Backend`] itself, so the REST
 //! layer only ever holds an `Arc<dyn Backend>`:
 //!
 //! - `get` and `list` at the latest revision are answered from memory, *consistently*: first
@@ -38,6 +39,12 @@ use super::{Backend, Event, EventStream, KeyValue, ListResult, Result, Revision,
 pub struct WatchCacheConfig {
     /// The keys the cache holds; reads and watches elsewhere go to the backend.
     pub prefix: String,
+    /// The keys the feed watches, a prefix of `prefix` that must cover every key written to
+    /// the store. A consistent read waits for the backend's current revision, which any write
+    /// advances: if the feed missed writes outside `prefix`, the cache's revision would lag
+    /// behind it and reads would wait (then fall back) for nothing. Events outside `prefix`
+    /// only advance the cache's revision.
+    pub follow_prefix: String,
     /// Events kept for watches that resume from a past revision.
     pub history: usize,
     /// Live events a slow watcher may lag behind before its stream ends with `Compacted`.
@@ -54,6 +61,8 @@ impl Default for WatchCacheConfig {
     fn default() -> Self {
         Self {
             prefix: "/registry/".into(),
+            // deckhand's keys are all paths.
+            follow_prefix: "/".into(),
             history: 10_000,
             watch_buffer: 4096,
             consistent_wait: Duration::from_secs(3),
@@ -94,6 +103,12 @@ impl WatchCache {
     /// Fills the cache from `backend` (a paged list at one revision) and starts following it.
     /// Returns once the cache holds that list, so its first reads need not wait.
     pub async fn start(backend: Arc<dyn Backend>, config: WatchCacheConfig) -> Result<Self> {
+        if !config.prefix.starts_with(&config.follow_prefix) {
+            return Err(StoreError::Backend(format!(
+                "watch cache: follow_prefix {:?} must be a prefix of prefix {:?}",
+                config.follow_prefix, config.prefix
+            )));
+        }
         let (objects, revision) = list_all(backend.as_ref(), &config).await?;
         let (events, _) = broadcast::channel(config.watch_buffer.max(1));
         let state = Arc::new(RwLock::new(State {
@@ -105,7 +120,7 @@ impl WatchCache {
         }));
         // Watch before returning: the cache must not miss what happens between its list and
         // the moment its task first runs (a compaction in that window would force a relist).
-        let stream = backend.watch(&config.prefix, revision).await?;
+        let stream = backend.watch(&config.follow_prefix, revision).await?;
         let (applied_tx, applied) = watch::channel(revision);
         let feed = Feed {
             backend: backend.clone(),
@@ -335,7 +350,7 @@ impl Feed {
     async fn follow(&self, from: Revision, stream: Option<EventStream>) -> Phase {
         let stream = match stream {
             Some(s) => Ok(s),
-            None => self.backend.watch(&self.config.prefix, from).await,
+            None => self.backend.watch(&self.config.follow_prefix, from).await,
         };
         let mut stream = match stream {
             Ok(s) => s,
@@ -371,6 +386,13 @@ impl Feed {
     fn apply(&self, ev: Event) {
         let revision = {
             let mut st = self.write();
+            st.revision = st.revision.max(ev.revision());
+            if !ev.kv().key.starts_with(&self.config.prefix) {
+                let revision = st.revision;
+                drop(st);
+                self.applied.send_replace(revision);
+                return;
+            }
             match &ev {
                 Event::Put { kv, .. } => {
                     st.objects.insert(kv.key.clone(), kv.clone());
@@ -379,7 +401,6 @@ impl Feed {
                     st.objects.remove(&kv.key);
                 }
             }
-            st.revision = st.revision.max(ev.revision());
             let ev = Arc::new(ev);
             st.ring.push_back(ev.clone());
             while st.ring.len() > self.config.history {
