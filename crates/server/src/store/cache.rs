@@ -2,8 +2,8 @@
 //!
 //! It owns a copy of every object under its prefix (`/registry/`) and a bounded ring of the
 //! most recent events, fed by one backend watch (on all of deckhand's keys, so that its
-//! revision keeps up with the store's; see [`WatchCacheConfig::follow_prefix`]). It implements [`Backend`] itself, so the REST
-//! layer only ever holds an `Arc<dyn Backend>`:
+//! revision keeps up with the store's; see [`WatchCacheConfig::follow_prefix`]). It implements
+//! [`Backend`] itself, so the REST layer only ever holds an `Arc<dyn Backend>`:
 //!
 //! - `get` and `list` at the latest revision are answered from memory, *consistently*: first
 //!   the backend's current revision is read (an atomic load for SQLite, one request for etcd),
