@@ -17,10 +17,10 @@
 //!   change costs one allocation whatever the number of watchers. An `after` older than the
 //!   ring is `Compacted` (HTTP 410: the client relists).
 //!
-//! The feed (`Feed`, with `Phase`) is an explicit state machine: `Listing → Watching`, and back to
-//! `Listing` when the backend says the cache's revision was compacted (the cache then ends
-//! every open watch, whose clients resume and get 410), or `Backoff → Watching` on a backend
-//! error (etcd unreachable) to resume from the last applied revision.
+//! The feed (`Feed`, with `Phase`) is an explicit state machine: `Listing → Watching`, and
+//! back to `Listing` when the backend says the cache's revision was compacted (the cache then
+//! ends every open watch, whose clients resume and get 410), or `Backoff → Watching` on a
+//! backend error (etcd unreachable) to resume from the last applied revision.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
