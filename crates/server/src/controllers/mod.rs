@@ -1,0 +1,1 @@
+//! The controllers' decision logic (being built).
