@@ -19,6 +19,7 @@
 //!   the new one to full size.
 //! - once complete, old ReplicaSets beyond `revisionHistoryLimit` (fully scaled down) are deleted.
 //! - status and the Available/Progressing conditions with upstream's reasons and messages.
+//!
 //! Not implemented: proportional scaling of several active ReplicaSets when `replicas` changes
 //! mid-rollout (the rolling-update steps converge instead). Unset defaulted fields are treated as
 //! their API defaults (replicas 1, RollingUpdate 25%/25%, revisionHistoryLimit 10,

@@ -18,6 +18,7 @@
 //!   noticed the taint, which is the same moment unless the controller restarted).
 //! - `default_tolerations` is the DefaultTolerationSeconds admission plugin: not-ready and
 //!   unreachable NoExecute tolerations for 300 s unless the pod already tolerates those taints.
+//!
 //! Not implemented: zone disruption states and eviction rate limiting.
 
 use std::time::Duration;
