@@ -20,8 +20,11 @@
 //! - once complete, old ReplicaSets beyond `revisionHistoryLimit` (fully scaled down) are deleted.
 //! - status and the Available/Progressing conditions with upstream's reasons and messages.
 //!
-//! Not implemented: proportional scaling of several active ReplicaSets when `replicas` changes
-//! mid-rollout (the rolling-update steps converge instead). Unset defaulted fields are treated as
+//! - a change of `replicas` (or any change while paused) only scales: the sole active ReplicaSet
+//!   takes all replicas, or mid-rollout the difference is spread over the active ReplicaSets in
+//!   proportion to their size (upstream's proportional scaling).
+//!
+//! Unset defaulted fields are treated as
 //! their API defaults (replicas 1, RollingUpdate 25%/25%, revisionHistoryLimit 10,
 //! progressDeadlineSeconds 600).
 
@@ -96,6 +99,8 @@ pub struct DeploymentPlan {
     pub revision: Option<String>,
     /// The Deployment status to write.
     pub status: DeploymentStatus,
+    /// Sync again after this long to check the progress deadline (`requeueStuckDeployment`).
+    pub requeue_after: Option<std::time::Duration>,
 }
 
 /// Upstream's `rand.SafeEncodeString` alphabet (no vowels, no confusable characters).
@@ -433,6 +438,16 @@ impl Working {
         true
     }
 
+    /// `scaleReplicaSet`: writes when the size or the replicas annotations differ.
+    fn scale_always(&mut self, i: usize, n: i32, ctx: &Ctx) {
+        let rs = &mut self.rss[i];
+        let ann = set_replicas_annotations(rs, ctx.desired, ctx.desired + ctx.max_surge);
+        if ann || replicas_of(rs) != n {
+            set_replicas(rs, n);
+            self.changed[i] = true;
+        }
+    }
+
     fn old_indices_by_creation(&self) -> Vec<usize> {
         let mut v: Vec<usize> = (0..self.rss.len())
             .filter(|i| Some(*i) != self.new_idx)
@@ -541,28 +556,22 @@ pub fn reconcile(
 
     sync_new_rs(&ctx, &mut w, &mut status, &mut plan, false, now)?;
 
-    if paused {
-        // Only scaling while paused: the sole active ReplicaSet follows `replicas`.
-        let active: Vec<usize> = (0..w.rss.len())
-            .filter(|i| replicas_of(&w.rss[*i]) > 0)
-            .collect();
-        match (active.as_slice(), w.new_idx) {
-            ([i], _) => {
-                w.scale(*i, ctx.desired, &ctx);
-            }
-            ([], Some(i)) => {
-                w.scale(i, ctx.desired, &ctx);
-            }
-            _ => {}
+    if paused || is_scaling_event(&ctx, &w) {
+        // `sync`: scaling only (proportionally across active ReplicaSets), no rollout step.
+        proportional_scale(&ctx, &mut w);
+        if paused {
+            cleanup(&ctx, &w, &mut plan);
         }
-        cleanup(&ctx, &w, &mut plan);
-    } else if ctx.rolling {
-        rollout_rolling(&ctx, &mut w, &mut status, &mut plan, now)?;
+        plan.status = calculate_status(&ctx, &w, &status, now);
     } else {
-        rollout_recreate(&ctx, &mut w, &mut status, &mut plan, pods, now)?;
+        if ctx.rolling {
+            rollout_rolling(&ctx, &mut w, &mut status, &mut plan, now)?;
+        } else {
+            rollout_recreate(&ctx, &mut w, &mut status, &mut plan, pods, now)?;
+        }
+        plan.status = sync_rollout_status(&ctx, &w, &status, now);
     }
-
-    plan.status = sync_rollout_status(&ctx, &w, &status, now);
+    plan.requeue_after = requeue_stuck(&ctx, &plan.status, now);
     for (i, rs) in w.rss.iter().enumerate() {
         if w.changed[i] && !(w.created && Some(i) == w.new_idx) {
             plan.update.push(rs.clone());
@@ -718,6 +727,149 @@ fn set_deployment_revision(ctx: &Ctx, plan: &mut DeploymentPlan, new_rs: &Replic
             plan.revision = Some(rev.clone());
         }
     }
+}
+
+fn desired_annotation(rs: &ReplicaSet) -> Option<i32> {
+    rs.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DESIRED_REPLICAS_ANNOTATION))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `isScalingEvent`: an active ReplicaSet was sized for a different `replicas`.
+fn is_scaling_event(ctx: &Ctx, w: &Working) -> bool {
+    w.rss
+        .iter()
+        .filter(|rs| replicas_of(rs) > 0)
+        .filter_map(desired_annotation)
+        .any(|d| d != ctx.desired)
+}
+
+/// `scale`: the only active (or the newest) ReplicaSet takes all replicas; a saturated new
+/// ReplicaSet means the old ones go to zero; otherwise, for rolling updates, the difference to
+/// `replicas + maxSurge` is spread over the active ReplicaSets in proportion to their size
+/// (`GetReplicaSetProportion`), leftovers to the largest.
+fn proportional_scale(ctx: &Ctx, w: &mut Working) {
+    let mut olds_newest_first = w.old_indices_by_creation();
+    olds_newest_first.reverse();
+    let active: Vec<usize> = olds_newest_first
+        .iter()
+        .copied()
+        .chain(w.new_idx)
+        .filter(|i| replicas_of(&w.rss[*i]) > 0)
+        .collect();
+    let active_or_latest = match active.as_slice() {
+        [] => w.new_idx.or(olds_newest_first.first().copied()),
+        [one] => Some(*one),
+        _ => None,
+    };
+    if let Some(i) = active_or_latest {
+        if replicas_of(&w.rss[i]) != ctx.desired {
+            w.scale(i, ctx.desired, ctx);
+        }
+        return;
+    }
+    if let Some(n) = w.new_idx {
+        let rs = &w.rss[n];
+        let saturated = desired_annotation(rs) == Some(ctx.desired)
+            && replicas_of(rs) == ctx.desired
+            && status_of(rs).2 == ctx.desired;
+        if saturated {
+            for &i in &active {
+                if i != n {
+                    w.scale(i, 0, ctx);
+                }
+            }
+            return;
+        }
+    }
+    if !ctx.rolling {
+        return;
+    }
+    let total: i32 = active.iter().map(|i| replicas_of(&w.rss[*i])).sum();
+    let allowed = if ctx.desired > 0 {
+        ctx.desired + ctx.max_surge
+    } else {
+        0
+    };
+    let to_add = allowed - total;
+    let mut order = active.clone();
+    // Larger first; among equals newer first when growing, older first when shrinking.
+    order.sort_by(|a, b| {
+        let (ra, rb) = (&w.rss[*a], &w.rss[*b]);
+        replicas_of(rb).cmp(&replicas_of(ra)).then_with(|| {
+            let by_age = creation_key(ra).cmp(&creation_key(rb));
+            if to_add > 0 {
+                by_age.reverse()
+            } else {
+                by_age
+            }
+        })
+    });
+    let status_replicas = ctx.d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let mut added = 0;
+    let mut sizes: Vec<i32> = Vec::with_capacity(order.len());
+    for &i in &order {
+        let rs = &w.rss[i];
+        let cur = replicas_of(rs);
+        let proportion = if to_add == 0 || cur == 0 || to_add == added {
+            0
+        } else {
+            // getReplicaSetFraction
+            let fraction = if ctx.desired == 0 {
+                -cur
+            } else {
+                let annotated = rs
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(MAX_REPLICAS_ANNOTATION))
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(status_replicas);
+                if annotated == 0 {
+                    0
+                } else {
+                    let size = f64::from(cur) * f64::from(allowed) / f64::from(annotated);
+                    size.round() as i32 - cur
+                }
+            };
+            let room = to_add - added;
+            if to_add > 0 {
+                fraction.min(room)
+            } else {
+                fraction.max(room)
+            }
+        };
+        sizes.push(cur + proportion);
+        added += proportion;
+    }
+    if let Some(first) = sizes.first_mut() {
+        if to_add != 0 {
+            *first = (*first + to_add - added).max(0);
+        }
+    }
+    for (k, &i) in order.iter().enumerate() {
+        w.scale_always(i, sizes[k], ctx);
+    }
+}
+
+/// `requeueStuckDeployment`: when an unfinished rollout's progress deadline will pass.
+fn requeue_stuck(
+    ctx: &Ctx,
+    status: &DeploymentStatus,
+    now: DateTime<Utc>,
+) -> Option<std::time::Duration> {
+    let deadline = ctx.progress_deadline()?;
+    let cond = get_condition(status, "Progressing")?;
+    if cond.status != "True" || cond.reason.as_deref() == Some(REASON_NEW_RS_AVAILABLE) {
+        return None;
+    }
+    if deployment_complete(ctx, status.clone()) {
+        return None;
+    }
+    let at = cond.last_update_time.as_ref()?.0 + Duration::seconds(i64::from(deadline));
+    Some((at - now).to_std().unwrap_or_default())
 }
 
 /// `NewRSNewReplicas`: how big the new ReplicaSet may be now.

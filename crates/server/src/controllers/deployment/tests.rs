@@ -400,3 +400,69 @@ fn orphan_replicasets_are_adopted() {
     assert_eq!(plan.adopt, vec![orphan.metadata.name.unwrap()]);
     assert!(plan.create.is_none());
 }
+
+fn with_replica_annotations(mut r: ReplicaSet, desired: i32, max: i32) -> ReplicaSet {
+    let a = r.metadata.annotations.get_or_insert_with(Default::default);
+    a.insert(DESIRED_REPLICAS_ANNOTATION.into(), desired.to_string());
+    a.insert(MAX_REPLICAS_ANNOTATION.into(), max.to_string());
+    r
+}
+
+#[test]
+fn scaling_a_single_active_replicaset() {
+    let d = deployment(5, "nginx:1");
+    let only = with_replica_annotations(rs(&d, "nginx:1", 1, 3, 3), 3, 4);
+    let plan = reconcile(&d, &[only], &[], t(0)).unwrap();
+    assert_eq!(plan.update.len(), 1);
+    assert_eq!(replicas(&plan.update[0]), 5);
+    let a = plan.update[0].metadata.annotations.as_ref().unwrap();
+    assert_eq!(a[DESIRED_REPLICAS_ANNOTATION], "5");
+    assert_eq!(a[MAX_REPLICAS_ANNOTATION], "7"); // 25% of 5 rounds up to 2
+}
+
+#[test]
+fn proportional_scaling_mid_rollout() {
+    // Mid-rollout at replicas 10 (surge 3): old 8, new 5 = 13 = 10 + 3. Scale to 20 (surge 5).
+    let mut d = deployment(20, "nginx:2");
+    d.status = Some(DeploymentStatus {
+        replicas: Some(13),
+        ..Default::default()
+    });
+    let old = with_replica_annotations(rs(&d, "nginx:1", 1, 8, 8), 10, 13);
+    let new = with_replica_annotations(rs(&d, "nginx:2", 2, 5, 0), 10, 13);
+    let plan = reconcile(&d, &[old, new], &[], t(0)).unwrap();
+    assert!(plan.create.is_none());
+    let size = |uid: &str| {
+        plan.update
+            .iter()
+            .find(|r| r.metadata.uid.as_deref() == Some(uid))
+            .map(replicas)
+            .unwrap()
+    };
+    // 25 allowed: old 8·25/13 ≈ 15, new 5·25/13 ≈ 10; total 25.
+    assert_eq!(size("rs-nginx:1") + size("rs-nginx:2"), 25);
+    assert_eq!(size("rs-nginx:1"), 15);
+    assert_eq!(size("rs-nginx:2"), 10);
+}
+
+#[test]
+fn stuck_rollouts_requeue_at_the_deadline() {
+    let mut d = deployment(2, "nginx:2");
+    d.spec.as_mut().unwrap().progress_deadline_seconds = Some(60);
+    let new = rs(&d, "nginx:2", 2, 2, 0);
+    d.status = Some(DeploymentStatus {
+        observed_generation: Some(1),
+        replicas: Some(2),
+        updated_replicas: Some(2),
+        conditions: Some(vec![condition(
+            "Progressing",
+            "True",
+            REASON_RS_UPDATED,
+            "x".into(),
+            t(0),
+        )]),
+        ..Default::default()
+    });
+    let plan = reconcile(&d, &[new], &[], t(20)).unwrap();
+    assert_eq!(plan.requeue_after, Some(std::time::Duration::from_secs(40)));
+}
