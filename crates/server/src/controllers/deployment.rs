@@ -19,14 +19,12 @@
 //!   the new one to full size.
 //! - once complete, old ReplicaSets beyond `revisionHistoryLimit` (fully scaled down) are deleted.
 //! - status and the Available/Progressing conditions with upstream's reasons and messages.
-//!
 //! - a change of `replicas` (or any change while paused) only scales: the sole active ReplicaSet
 //!   takes all replicas, or mid-rollout the difference is spread over the active ReplicaSets in
 //!   proportion to their size (upstream's proportional scaling).
 //!
-//! Unset defaulted fields are treated as
-//! their API defaults (replicas 1, RollingUpdate 25%/25%, revisionHistoryLimit 10,
-//! progressDeadlineSeconds 600).
+//! Unset defaulted fields are treated as their API defaults (replicas 1, RollingUpdate 25%/25%,
+//! revisionHistoryLimit 10, progressDeadlineSeconds 600).
 
 use std::collections::BTreeMap;
 
