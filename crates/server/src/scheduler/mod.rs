@@ -18,7 +18,9 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Binding, Node, ObjectReference, Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::chrono::{DateTime, Utc};
 
 /// Why a pod cannot be scheduled now. Retrying helps once the cluster changes (a node joins,
 /// becomes ready, a pod goes away), so the caller requeues the pod on such events.
@@ -35,6 +37,69 @@ pub struct Unschedulable {
 
 /// The reason on the `PodScheduled=False` condition (`v1.PodReasonUnschedulable`).
 pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
+
+/// The scheduler name pods get by default; pods naming another scheduler are not ours.
+pub const DEFAULT_SCHEDULER_NAME: &str = "default-scheduler";
+
+/// Whether this scheduler should place the pod: no node yet, our scheduler name, not being
+/// deleted, not finished.
+pub fn needs_scheduling(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.node_name.as_deref())
+        .is_none_or(str::is_empty)
+        && spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .is_none_or(|n| n.is_empty() || n == DEFAULT_SCHEDULER_NAME)
+        && pod.metadata.deletion_timestamp.is_none()
+        && !is_terminal(pod)
+}
+
+/// The `pods/binding` body that assigns the pod to `node` (as the DefaultBinder posts it).
+pub fn binding_for(pod: &Pod, node: &str) -> Binding {
+    Binding {
+        metadata: ObjectMeta {
+            name: pod.metadata.name.clone(),
+            namespace: pod.metadata.namespace.clone(),
+            uid: pod.metadata.uid.clone(),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(node.into()),
+            ..Default::default()
+        },
+    }
+}
+
+/// The `PodScheduled=False` condition to write on an unschedulable pod.
+pub fn unschedulable_condition(err: &Unschedulable, now: DateTime<Utc>) -> PodCondition {
+    PodCondition {
+        type_: "PodScheduled".into(),
+        status: "False".into(),
+        reason: Some(REASON_UNSCHEDULABLE.into()),
+        message: Some(err.message.clone()),
+        last_transition_time: Some(Time(now)),
+        last_probe_time: None,
+    }
+}
+
+/// The event the scheduler records: (type, reason, message), as kube-scheduler words them.
+pub fn scheduled_event(pod: &Pod, node: &str) -> (&'static str, &'static str, String) {
+    (
+        "Normal",
+        "Scheduled",
+        format!(
+            "Successfully assigned {}/{} to {node}",
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            pod.metadata.name.as_deref().unwrap_or("")
+        ),
+    )
+}
+
+/// The warning event for a pod that could not be scheduled.
+pub fn failed_scheduling_event(err: &Unschedulable) -> (&'static str, &'static str, String) {
+    ("Warning", "FailedScheduling", err.message.clone())
+}
 
 /// Preemption outcome appended to the message. This scheduler never preempts; it says what
 /// upstream says when preemption cannot help (filters that no eviction can fix) or found no

@@ -504,3 +504,35 @@ fn no_nodes() {
     let err = schedule(&pod("p", "", ""), &[], &[]).unwrap_err();
     assert_eq!(err.message, "no nodes available to schedule pods");
 }
+
+#[test]
+fn wiring_helpers() {
+    let p = pod("p", "", "");
+    assert!(needs_scheduling(&p));
+    assert!(!needs_scheduling(&bound(pod("b", "", ""), "a")));
+    let mut other = pod("o", "", "");
+    other.spec.as_mut().unwrap().scheduler_name = Some("my-scheduler".into());
+    assert!(!needs_scheduling(&other));
+
+    let b = binding_for(&p, "node-a");
+    assert_eq!(b.metadata.name.as_deref(), Some("p"));
+    assert_eq!(b.metadata.uid.as_deref(), Some("uid-p"));
+    assert_eq!(
+        (b.target.kind.as_deref(), b.target.name.as_deref()),
+        (Some("Node"), Some("node-a"))
+    );
+    assert_eq!(
+        scheduled_event(&p, "node-a").2,
+        "Successfully assigned default/p to node-a"
+    );
+
+    let err = schedule(&pod("p", "64", ""), &[node("a", "1", "1Gi")], &[]).unwrap_err();
+    let now = crate::controllers::testutil::t(0);
+    let c = unschedulable_condition(&err, now);
+    assert_eq!(
+        (c.type_.as_str(), c.status.as_str(), c.reason.as_deref()),
+        ("PodScheduled", "False", Some("Unschedulable"))
+    );
+    assert_eq!(c.message.as_deref(), Some(err.message.as_str()));
+    assert_eq!(failed_scheduling_event(&err).1, "FailedScheduling");
+}
