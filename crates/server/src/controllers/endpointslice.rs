@@ -62,7 +62,7 @@ fn family_of(ip: &str) -> Option<&'static str> {
 }
 
 /// The pod's IP of the given family ("IPv4"/"IPv6"), from status.podIPs or status.podIP.
-fn pod_ip(pod: &Pod, family: &str) -> Option<String> {
+pub(crate) fn pod_ip(pod: &Pod, family: &str) -> Option<String> {
     let status = pod.status.as_ref()?;
     status
         .pod_ips

@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod deployment;
+pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
 pub mod nodeipam;
