@@ -7,6 +7,7 @@
 //! of IO and clocks is what makes each decision unit-testable.
 
 pub mod allocator;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
