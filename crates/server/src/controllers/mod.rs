@@ -12,6 +12,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
+pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
