@@ -196,9 +196,18 @@ pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Result<String, Unsch
     }
     let mut node_reasons = BTreeMap::new();
     let mut feasible: Vec<(&Node, Vec<&Pod>)> = Vec::new();
+    // One pass over the pods, grouped by node (same filter as `pods_on_node`).
+    let mut by_node: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
+    for p in pods {
+        if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            if !is_terminal(p) && !same_pod(p, pod) {
+                by_node.entry(n).or_default().push(p);
+            }
+        }
+    }
     for node in nodes {
         let name = node.metadata.name.as_deref().unwrap_or("");
-        let on_node = pods_on_node(name, pods, pod);
+        let on_node = by_node.get(name).cloned().unwrap_or_default();
         let reasons = filters::filter_node(pod, node, &on_node);
         if reasons.is_empty() {
             feasible.push((node, on_node));
