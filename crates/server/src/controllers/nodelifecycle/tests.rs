@@ -97,6 +97,7 @@ fn custom_grace_period() {
     let n = node(vec![cond("Ready", "True", 0)], vec![]);
     let cfg = LifecycleConfig {
         grace_period: Duration::from_secs(10),
+        ..Default::default()
     };
     assert!(evaluate_node(&n, Some(&lease(100)), t(111), &cfg).became_unknown);
 }
@@ -215,7 +216,9 @@ fn never_reported_node() {
     let cfg = LifecycleConfig::default();
     let d = evaluate_node(&n, None, t(10), &cfg);
     assert!(!d.became_unknown && d.add_taints.is_empty());
-    let d = evaluate_node(&n, None, t(41), &cfg);
+    // The startup grace period (60 s) applies until Ready is first posted.
+    assert!(!evaluate_node(&n, None, t(41), &cfg).became_unknown);
+    let d = evaluate_node(&n, None, t(61), &cfg);
     assert!(d.became_unknown);
     let ready = d
         .conditions
