@@ -69,14 +69,22 @@ pub enum DeploymentError {
         #[source]
         source: SelectorError,
     },
-    #[error("deployment {name}: invalid value {value:?} for {field}: must be an integer or a percentage like \"25%\"")]
+    #[error("deployment {name}: {source}")]
     IntOrPercent {
         name: String,
-        field: &'static str,
-        value: String,
+        #[source]
+        source: IntOrPercentError,
     },
     #[error("deployment {name}: too many ReplicaSet name collisions; retry after the conflicting ReplicaSets are gone")]
     Collisions { name: String },
+}
+
+/// An int-or-string field that is neither an integer nor a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value {value:?} for {field}: must be an integer or a percentage like \"25%\"")]
+pub struct IntOrPercentError {
+    pub field: &'static str,
+    pub value: String,
 }
 
 /// What one sync of a Deployment should do.
@@ -173,7 +181,7 @@ pub fn resolve_fenceposts(
     max_surge: Option<&IntOrString>,
     max_unavailable: Option<&IntOrString>,
     desired: i32,
-) -> Result<(i32, i32), (&'static str, String)> {
+) -> Result<(i32, i32), IntOrPercentError> {
     let default = IntOrString::String("25%".into());
     let resolve = |v: Option<&IntOrString>, field: &'static str, up: bool| {
         let v = v.unwrap_or(&default);
@@ -182,7 +190,7 @@ pub fn resolve_fenceposts(
                 IntOrString::Int(i) => i.to_string(),
                 IntOrString::String(s) => s.clone(),
             };
-            (field, s)
+            IntOrPercentError { field, value: s }
         })
     };
     let surge = resolve(max_surge, "spec.strategy.rollingUpdate.maxSurge", true)?;
@@ -260,10 +268,9 @@ impl Ctx<'_> {
                 ru.and_then(|r| r.max_unavailable.as_ref()),
                 desired,
             )
-            .map_err(|(field, value)| DeploymentError::IntOrPercent {
+            .map_err(|source| DeploymentError::IntOrPercent {
                 name: name.clone(),
-                field,
-                value,
+                source,
             })?
         } else {
             (0, 0)
