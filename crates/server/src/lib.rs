@@ -2,4 +2,6 @@
 //! controllers (the control-plane issue; being built).
 
 pub mod api;
+pub mod controllers;
+pub mod scheduler;
 pub mod store;
