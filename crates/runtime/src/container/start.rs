@@ -37,7 +37,9 @@ impl Runtime {
         state.status = ContainerStatus::Running;
         state.started_at = Some(Utc::now());
         let path = self.status_path(id);
-        state.save(&path).map_err(io_err(id, "write status", &path))?;
+        state
+            .save(&path)
+            .map_err(io_err(id, "write status", &path))?;
         // Not `Container::start`: libcontainer 0.7 chdir()s into the state directory to connect
         // to the init's notify socket, which races with every other thread of this process.
         let sock = self.container_state_dir(id).join(NOTIFY_FILE);

@@ -9,7 +9,6 @@
 //! pods and performs the binding.
 
 pub mod filters;
-pub mod quantity;
 pub mod resources;
 pub mod scores;
 

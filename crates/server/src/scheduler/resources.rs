@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 
-use super::quantity::{resource_amount, QuantityError};
+use deckhand_api::quantity::{resource_amount, QuantityError};
 
 /// Resource amounts: cpu in millicores, everything else in whole units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
