@@ -727,4 +727,4 @@ fn gate_backoff(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
