@@ -150,7 +150,7 @@ fn is_restartable_init(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
 }
 
-fn resource_map<'a>(c: &'a Container, limits: bool) -> Option<&'a BTreeMap<String, Quantity>> {
+fn resource_map(c: &Container, limits: bool) -> Option<&BTreeMap<String, Quantity>> {
     let r = c.resources.as_ref()?;
     if limits {
         r.limits.as_ref()

@@ -20,6 +20,7 @@ use crate::actions::{
     is_sidecar, latest, should_container_be_restarted, ContainerRunState, ContainerView,
     ProbeResult, ProbeResults, SandboxView,
 };
+use crate::lifecycle::active_deadline_exceeded;
 use crate::qos::pod_qos_class;
 
 pub const POD_SCHEDULED: &str = "PodScheduled";
@@ -718,6 +719,21 @@ pub fn generate_pod_status(input: &StatusInput) -> PodStatus {
         phase = if p == "Failed" { "Failed" } else { "Succeeded" };
     }
 
+    // A pod past its activeDeadlineSeconds is failed (upstream pod sync handlers).
+    let mut reason = old.reason.clone();
+    let mut message = old.message.clone();
+    let start_time = old.start_time.clone().unwrap_or(Time(input.now));
+    let mut timed = pod.clone();
+    timed.status = Some(PodStatus {
+        start_time: Some(start_time.clone()),
+        ..Default::default()
+    });
+    if let Some((r, m)) = active_deadline_exceeded(&timed, input.now) {
+        phase = "Failed";
+        reason = Some(r.into());
+        message = Some(m.into());
+    }
+
     let host_network = spec.host_network.unwrap_or(false);
     let mut pod_ips: Vec<String> = if host_network {
         input.host_ips.to_vec()
@@ -777,12 +793,12 @@ pub fn generate_pod_status(input: &StatusInput) -> PodStatus {
         pod_ips: (!pod_ips.is_empty())
             .then(|| pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
         qos_class: Some(pod_qos_class(pod).as_str().into()),
-        start_time: old.start_time.clone().or(Some(Time(input.now))),
+        start_time: Some(start_time),
         init_container_statuses: (!inits.is_empty()).then_some(init_statuses),
         container_statuses: Some(statuses),
         ephemeral_container_statuses: old.ephemeral_container_statuses.clone(),
-        message: old.message.clone(),
-        reason: old.reason.clone(),
+        message,
+        reason,
         nominated_node_name: old.nominated_node_name.clone(),
         ..Default::default()
     }

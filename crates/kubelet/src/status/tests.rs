@@ -440,3 +440,18 @@ fn termination_messages() {
     let big = "x".repeat(5000);
     assert_eq!(termination_message(&c, 1, Some(&big), None).len(), 4096);
 }
+
+#[test]
+fn active_deadline_fails_the_pod() {
+    let mut p = pod("Always", vec![], vec![container("a")]);
+    p.spec.as_mut().unwrap().active_deadline_seconds = Some(30);
+    let f = Fixture::new();
+    let cs = [running(&p, "a", 0)];
+    let s = f.status(&p, Some(&sandbox()), &cs, 5);
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    p.status = Some(s);
+    let s = f.status(&p, Some(&sandbox()), &cs, 35);
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(s.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(condition(&s, POD_READY).status, "False");
+}
