@@ -170,19 +170,22 @@ pub type BackoffKey = (String, String);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BackoffEntry {
     delay_secs: i64,
+    /// When the container was last restarted.
     last_update: DateTime<Utc>,
 }
 
-/// The CrashLoopBackOff clock, as client-go `flowcontrol.Backoff`: 10 s doubling to 300 s; an
-/// entry expires (back to 10 s) when the container ran 2 × 300 s = 10 min between failures.
+/// The CrashLoopBackOff clock, as client-go `flowcontrol.Backoff` (without jitter, as the
+/// kubelet uses it): 10 s doubling to 300 s. An entry expires, and the delay starts over at 10 s,
+/// when the container finished more than 2 × 300 s = 10 min after its last restart, i.e. it ran
+/// for 10 minutes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Backoff {
     entries: BTreeMap<BackoffKey, BackoffEntry>,
 }
 
 impl Backoff {
-    fn expired(entry: &BackoffEntry, at: DateTime<Utc>) -> bool {
-        (at - entry.last_update).num_seconds() > 2 * BACKOFF_MAX_SECS
+    fn expired(entry: &BackoffEntry, event: DateTime<Utc>) -> bool {
+        (event - entry.last_update).num_milliseconds() > 2 * BACKOFF_MAX_SECS * 1000
     }
 
     /// The current delay for a key (zero when it has none).
@@ -200,15 +203,15 @@ impl Backoff {
         let Some(e) = self.entries.get(key) else {
             return false;
         };
-        if Self::expired(e, now) {
+        if Self::expired(e, finished_at) {
             return false;
         }
         (now - finished_at).num_milliseconds() < e.delay_secs * 1000
     }
 
-    /// Records a restart of a container that finished at `finished_at`: the delay doubles, or
-    /// starts over when the previous failure is more than 10 minutes older.
-    pub fn next(&mut self, key: BackoffKey, finished_at: DateTime<Utc>) {
+    /// Records a restart at `now` of a container that finished at `finished_at`: the delay
+    /// doubles, or starts over when the container had run for 10 minutes.
+    pub fn next(&mut self, key: BackoffKey, finished_at: DateTime<Utc>, now: DateTime<Utc>) {
         let delay = match self.entries.get(&key) {
             Some(e) if !Self::expired(e, finished_at) => (e.delay_secs * 2).min(BACKOFF_MAX_SECS),
             _ => BACKOFF_INITIAL_SECS,
@@ -217,12 +220,12 @@ impl Backoff {
             key,
             BackoffEntry {
                 delay_secs: delay,
-                last_update: finished_at,
+                last_update: now,
             },
         );
     }
 
-    /// Drops entries untouched for 10 minutes (upstream `GC`).
+    /// Drops entries not restarted for 10 minutes (upstream `GC`).
     pub fn gc(&mut self, now: DateTime<Utc>) {
         self.entries.retain(|_, e| !Self::expired(e, now));
     }
@@ -320,18 +323,18 @@ pub struct PodActions {
     pub containers_to_kill: Vec<ContainerKill>,
     /// Containers that would start but are in back-off; report them waiting.
     pub backed_off: Vec<BackedOff>,
-    /// Starts that advance the back-off clock; apply with [`PodActions::record_backoff`] once the
-    /// starts happened.
+    /// Restarts that advance the back-off clock (key, when the previous instance finished);
+    /// apply with [`PodActions::record_backoff`] once the starts happened.
     pub backoff_updates: Vec<(BackoffKey, DateTime<Utc>)>,
     /// A regular init container failed under restartPolicy Never: the pod is failed for good.
     pub pod_failed: bool,
 }
 
 impl PodActions {
-    /// Advances the back-off clock for the restarts this sync performed.
-    pub fn record_backoff(&self, backoff: &mut Backoff) {
-        for (k, t) in &self.backoff_updates {
-            backoff.next(k.clone(), *t);
+    /// Advances the back-off clock for the restarts this sync performed at `now`.
+    pub fn record_backoff(&self, backoff: &mut Backoff, now: DateTime<Utc>) {
+        for (k, finished_at) in &self.backoff_updates {
+            backoff.next(k.clone(), *finished_at, now);
         }
     }
 }

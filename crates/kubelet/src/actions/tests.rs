@@ -1,5 +1,4 @@
 use super::*;
-use chrono::Duration;
 use k8s_openapi::api::core::v1::{PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
@@ -403,18 +402,26 @@ fn deleted_pod_restarts_nothing() {
 fn backoff_doubles_caps_and_resets() {
     let mut b = Backoff::default();
     let k = ("u1".to_string(), "a".to_string());
-    b.next(k.clone(), t(0));
+    // Failed at 0, restarted at 1.
+    b.next(k.clone(), t(0), t(1));
     assert_eq!(b.delay_secs(&k), 10);
-    for (i, want) in [20, 40, 80, 160, 300, 300].into_iter().enumerate() {
-        b.next(k.clone(), t(i as i64 + 1));
+    let mut now = 1;
+    for want in [20, 40, 80, 160, 300, 300] {
+        // Fails 5 s after each restart, restarted once the delay passed.
+        b.next(k.clone(), t(now + 5), t(now + 400));
+        now += 400;
         assert_eq!(b.delay_secs(&k), want);
     }
-    // Ran for more than 10 minutes before failing again: back to 10 s.
-    b.next(k.clone(), t(10) + Duration::seconds(601));
+    // Finished 5 s after the last restart: in back-off for 300 s from then.
+    assert!(b.is_in_backoff_since(&k, t(now + 5), t(now + 300)));
+    assert!(!b.is_in_backoff_since(&k, t(now + 5), t(now + 305)));
+    // Ran for more than 10 minutes after the last restart: no back-off, delay starts over.
+    assert!(!b.is_in_backoff_since(&k, t(now + 601), t(now + 602)));
+    b.next(k.clone(), t(now + 601), t(now + 602));
     assert_eq!(b.delay_secs(&k), 10);
-    assert!(b.is_in_backoff_since(&k, t(611), t(615)));
-    assert!(!b.is_in_backoff_since(&k, t(611), t(621)));
-    b.gc(t(611 + 601));
+    b.gc(t(now + 602 + 600));
+    assert_eq!(b.delay_secs(&k), 10, "kept up to 10 minutes");
+    b.gc(t(now + 602 + 601));
     assert_eq!(b.delay_secs(&k), 0);
 }
 
@@ -428,9 +435,13 @@ fn crash_loop_back_off_gates_restart() {
     // First failure: restart at once and start the clock.
     let a = compute_pod_actions(&p, Some(&sb), &cs, &b, &probes, t(101));
     assert_eq!(a.containers_to_start, ["a"]);
-    a.record_backoff(&mut b);
+    assert_eq!(
+        a.backoff_updates,
+        [(("u1".to_string(), "a".to_string()), t(100))]
+    );
+    a.record_backoff(&mut b, t(101));
     assert_eq!(b.delay_secs(&("u1".into(), "a".into())), 10);
-    // Second failure 5 s after the first restart: in back-off.
+    // Second failure 10 s after the restart: in back-off for 10 s.
     let cs = [exited(&p, "a", 2, 1, 111)];
     let a = compute_pod_actions(&p, Some(&sb), &cs, &b, &probes, t(112));
     assert_eq!(a.containers_to_start, Vec::<String>::new());
@@ -443,12 +454,17 @@ fn crash_loop_back_off_gates_restart() {
     );
     let a = compute_pod_actions(&p, Some(&sb), &cs, &b, &probes, t(122));
     assert_eq!(a.containers_to_start, ["a"]);
-    a.record_backoff(&mut b);
+    a.record_backoff(&mut b, t(122));
+    let cs = [exited(&p, "a", 3, 1, 124)];
     let a = compute_pod_actions(&p, Some(&sb), &cs, &b, &probes, t(125));
     assert_eq!(
         a.backed_off[0].message,
         "back-off 20s restarting failed container=a pod=web_default(u1)"
     );
+    // A container that ran 10 minutes before failing restarts at once.
+    let cs = [exited(&p, "a", 3, 1, 122 + 601)];
+    let a = compute_pod_actions(&p, Some(&sb), &cs, &b, &probes, t(122 + 602));
+    assert_eq!(a.containers_to_start, ["a"]);
 }
 
 #[test]
