@@ -92,8 +92,13 @@ impl From<&k8s_cri::v1::ContainerStatus> for ContainerView {
             reason: s.reason.clone(),
             message: s.message.clone(),
             created_at: nanos_to_time(s.created_at),
-            started_at: nanos_to_time(s.started_at),
-            finished_at: nanos_to_time(s.finished_at),
+            // A created container was never started; only an exited one has finished.
+            started_at: (state != ContainerRunState::Created)
+                .then(|| nanos_to_time(s.started_at))
+                .flatten(),
+            finished_at: (state == ContainerRunState::Exited)
+                .then(|| nanos_to_time(s.finished_at))
+                .flatten(),
             attempt: meta.attempt,
             restart_count: lookup(CONTAINER_RESTART_COUNT_LABEL)
                 .and_then(|v| v.parse().ok())
@@ -104,7 +109,12 @@ impl From<&k8s_cri::v1::ContainerStatus> for ContainerView {
                 .as_ref()
                 .map(|i| i.image.clone())
                 .unwrap_or_default(),
-            image_ref: s.image_ref.clone(),
+            // CRI v1.30+ reports the image ID separately; older runtimes only the reference.
+            image_ref: if s.image_id.is_empty() {
+                s.image_ref.clone()
+            } else {
+                s.image_id.clone()
+            },
         }
     }
 }

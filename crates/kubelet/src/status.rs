@@ -65,28 +65,45 @@ pub struct StatusInput<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// The termination message per `terminationMessagePolicy`: the file content (truncated to 4 KiB),
-/// or with `FallbackToLogsOnError` and a failed, silent container, the log's last 80 lines
-/// (at most 2 KiB, the tail kept).
+/// The termination message per `terminationMessagePolicy` (upstream
+/// `convertToKubeContainerStatus`): the file content (`None` when the file does not exist),
+/// truncated to 4 KiB; with `FallbackToLogsOnError`, a failed container (not `ContainerCannotRun`)
+/// whose file is missing or empty gets the log's last 80 lines instead (at most 2 KiB, the tail
+/// kept).
 pub fn termination_message(
     container: &Container,
     exit_code: i32,
+    cri_reason: &str,
     file_content: Option<&str>,
     log_tail: Option<&str>,
 ) -> String {
-    let from_file = file_content.map(|s| truncate_start(s, MAX_TERMINATION_MESSAGE_BYTES));
-    if let Some(m) = from_file.filter(|m| !m.is_empty()) {
-        return m;
+    let from_file = file_content
+        .map(|s| truncate_start(s, MAX_TERMINATION_MESSAGE_BYTES))
+        .unwrap_or_default();
+    if !from_file.is_empty() {
+        return from_file;
     }
-    let fallback = container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError");
-    if fallback && exit_code != 0 {
-        if let Some(log) = log_tail {
+    let fallback = container.termination_message_policy.as_deref() == Some("FallbackToLogsOnError")
+        && exit_code != 0
+        && cri_reason != "ContainerCannotRun";
+    match log_tail {
+        Some(log) if fallback => {
             let lines: Vec<&str> = log.lines().collect();
             let tail = lines[lines.len().saturating_sub(MAX_TERMINATION_LOG_LINES)..].join("\n");
-            return tail_bytes(&tail, MAX_TERMINATION_LOG_BYTES);
+            tail_bytes(&tail, MAX_TERMINATION_LOG_BYTES)
         }
+        _ => String::new(),
     }
-    String::new()
+}
+
+/// The message of an exited container: the runtime's own message, then the termination message
+/// after `": "` (upstream appends it the same way). Put the result in [`ContainerView::message`].
+pub fn exited_message(cri_message: &str, termination_message: &str) -> String {
+    match (cri_message.is_empty(), termination_message.is_empty()) {
+        (_, true) => cri_message.to_string(),
+        (true, false) => termination_message.to_string(),
+        (false, false) => format!("{cri_message}: {termination_message}"),
+    }
 }
 
 fn truncate_start(s: &str, max: usize) -> String {

@@ -429,16 +429,47 @@ fn host_network_pod_gets_host_ips() {
 #[test]
 fn termination_messages() {
     let mut c = container("a");
-    assert_eq!(termination_message(&c, 1, Some("bye"), Some("log")), "bye");
-    assert_eq!(termination_message(&c, 1, Some(""), Some("log")), "");
+    assert_eq!(
+        termination_message(&c, 1, "Error", Some("bye"), Some("log")),
+        "bye"
+    );
+    assert_eq!(
+        termination_message(&c, 1, "Error", Some(""), Some("log")),
+        ""
+    );
     c.termination_message_policy = Some("FallbackToLogsOnError".into());
-    assert_eq!(termination_message(&c, 1, None, Some("l1\nl2")), "l1\nl2");
-    assert_eq!(termination_message(&c, 0, None, Some("l1")), "");
+    assert_eq!(
+        termination_message(&c, 1, "Error", None, Some("l1\nl2")),
+        "l1\nl2"
+    );
+    assert_eq!(
+        termination_message(&c, 1, "Error", Some(""), Some("l1")),
+        "l1"
+    );
+    assert_eq!(
+        termination_message(&c, 0, "Completed", None, Some("l1")),
+        ""
+    );
+    assert_eq!(
+        termination_message(&c, 128, "ContainerCannotRun", None, Some("l1")),
+        ""
+    );
     let long: String = (0..100).map(|i| format!("line{i}\n")).collect();
-    let m = termination_message(&c, 1, None, Some(&long));
+    let m = termination_message(&c, 1, "Error", None, Some(&long));
     assert!(m.starts_with("line20\n") && m.ends_with("line99"), "{m}");
     let big = "x".repeat(5000);
-    assert_eq!(termination_message(&c, 1, Some(&big), None).len(), 4096);
+    assert_eq!(
+        termination_message(&c, 1, "Error", Some(&big), None).len(),
+        4096
+    );
+    let huge: String = (0..80).map(|_| format!("{}\n", "y".repeat(100))).collect();
+    assert_eq!(
+        termination_message(&c, 1, "Error", None, Some(&huge)).len(),
+        2048
+    );
+    assert_eq!(exited_message("", "bye"), "bye");
+    assert_eq!(exited_message("oom", "bye"), "oom: bye");
+    assert_eq!(exited_message("oom", ""), "oom");
 }
 
 #[test]
