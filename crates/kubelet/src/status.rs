@@ -762,33 +762,31 @@ pub fn generate_pod_status(input: &StatusInput) -> PodStatus {
     }
 
     let old_conditions = old.conditions.as_deref().unwrap_or(&[]);
+    // Conditions other components own (readiness gates, DisruptionTarget) come from the API
+    // object; the kubelet's own are recomputed.
+    let api_conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or(&[]);
     let sandbox_ok = input.sandbox.is_some_and(|s| {
         s.ready && s.host_network == host_network && (host_network || !s.ips.is_empty())
     });
     let initialized = initialized_condition(pod, &init_statuses, &statuses, phase);
     let containers_ready = containers_ready_condition(pod, &init_statuses, &statuses, phase);
-    let ready = ready_condition(pod, &containers_ready, old_conditions);
+    let ready = ready_condition(pod, &containers_ready, api_conditions);
     let owned = [
         cond(POD_READY_TO_START_CONTAINERS, sandbox_ok, None, None),
         initialized,
         ready,
         containers_ready,
+        cond(POD_SCHEDULED, true, None, None),
     ];
-    let mut conditions: Vec<PodCondition> = old_conditions
+    let mut conditions: Vec<PodCondition> = api_conditions
         .iter()
         .filter(|c| !owned.iter().any(|o| o.type_ == c.type_))
         .cloned()
         .collect();
-    if !conditions.iter().any(|c| c.type_ == POD_SCHEDULED) {
-        conditions.insert(
-            0,
-            stamp(
-                cond(POD_SCHEDULED, true, None, None),
-                old_conditions,
-                input.now,
-            ),
-        );
-    }
     conditions.extend(
         owned
             .into_iter()
