@@ -284,6 +284,73 @@ pub fn container_hash_label(c: &Container) -> String {
     format!("{:x}", container_hash(c))
 }
 
+/// CRI annotation: the pod's termination grace period, for kills after the pod object is gone.
+pub const POD_TERMINATION_GRACE_PERIOD_LABEL: &str = "io.kubernetes.pod.terminationGracePeriod";
+
+/// The CRI labels and annotations the kubelet puts on a container it creates (upstream
+/// `newContainerLabels` / `newContainerAnnotations`); [`ContainerView::from`] reads them back.
+pub fn container_labels(
+    pod: &Pod,
+    container: &Container,
+    restart_count: i32,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let m = &pod.metadata;
+    let labels = BTreeMap::from([
+        (
+            POD_NAME_LABEL.to_string(),
+            m.name.clone().unwrap_or_default(),
+        ),
+        (
+            POD_NAMESPACE_LABEL.to_string(),
+            m.namespace.clone().unwrap_or_default(),
+        ),
+        (POD_UID_LABEL.to_string(), m.uid.clone().unwrap_or_default()),
+        (CONTAINER_NAME_LABEL.to_string(), container.name.clone()),
+    ]);
+    let mut annotations = BTreeMap::from([
+        (
+            CONTAINER_HASH_LABEL.to_string(),
+            container_hash_label(container),
+        ),
+        (
+            CONTAINER_RESTART_COUNT_LABEL.to_string(),
+            restart_count.to_string(),
+        ),
+        (
+            CONTAINER_TERMINATION_MESSAGE_PATH_LABEL.to_string(),
+            container
+                .termination_message_path
+                .clone()
+                .unwrap_or_else(|| "/dev/termination-log".into()),
+        ),
+        (
+            CONTAINER_TERMINATION_MESSAGE_POLICY_LABEL.to_string(),
+            container
+                .termination_message_policy
+                .clone()
+                .unwrap_or_else(|| "File".into()),
+        ),
+    ]);
+    if let Some(g) = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+    {
+        annotations.insert(
+            POD_TERMINATION_GRACE_PERIOD_LABEL.to_string(),
+            g.to_string(),
+        );
+    }
+    (labels, annotations)
+}
+
+/// The restart count for a new instance of a container: one more than its newest instance's
+/// (upstream `startContainer`). `None` when the runtime has no instance left; the caller then
+/// derives it from the container log directory as upstream does.
+pub fn next_restart_count(containers: &[ContainerView], name: &str) -> Option<i32> {
+    latest(containers, name).map(|c| c.restart_count + 1)
+}
+
 /// Why a container is killed (upstream `containerKillReason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KillReason {

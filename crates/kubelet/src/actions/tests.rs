@@ -528,3 +528,31 @@ fn views_from_cri() {
     assert_eq!(v.ips, ["10.0.0.2", "fd00::2"]);
     assert_eq!(v.attempt, 1);
 }
+
+#[test]
+fn labels_round_trip_through_cri() {
+    let mut p = pod("Always", vec![], vec![container("a")]);
+    p.spec.as_mut().unwrap().termination_grace_period_seconds = Some(30);
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    let (labels, annotations) = container_labels(&p, c, 3);
+    assert_eq!(labels[POD_UID_LABEL], "u1");
+    assert_eq!(annotations[POD_TERMINATION_GRACE_PERIOD_LABEL], "30");
+    assert_eq!(
+        annotations[CONTAINER_TERMINATION_MESSAGE_PATH_LABEL],
+        "/dev/termination-log"
+    );
+    let s = k8s_cri::v1::ContainerStatus {
+        id: "x".into(),
+        state: k8s_cri::v1::ContainerState::ContainerRunning as i32,
+        labels: labels.into_iter().collect(),
+        annotations: annotations.into_iter().collect(),
+        ..Default::default()
+    };
+    let v = ContainerView::from(&s);
+    assert_eq!(v.name, "a");
+    assert_eq!(v.restart_count, 3);
+    assert_eq!(v.hash, Some(container_hash(c)));
+    assert!(!spec_changed(c, &v));
+    assert_eq!(next_restart_count(&[v], "a"), Some(4));
+    assert_eq!(next_restart_count(&[], "a"), None);
+}
