@@ -171,60 +171,57 @@ pub fn effective_requests(c: &Container) -> BTreeMap<String, Quantity> {
     out
 }
 
-/// The pod QoS class as upstream `ComputePodQOS`: only cpu and memory count; BestEffort when no
-/// container (init included) requests or limits either; Guaranteed when every container limits
-/// both and the summed requests equal the summed limits; Burstable otherwise.
+/// One container's QoS (upstream `resourceQOS`), with requests defaulted to limits: BestEffort
+/// when it neither requests nor limits cpu and memory, Guaranteed when both are limited and
+/// requested at exactly their limits, Burstable otherwise.
+pub fn container_qos_class(c: &Container) -> QosClass {
+    let requests = effective_requests(c);
+    let limits = resource_map(c, true);
+    let mut class = None;
+    for res in ["cpu", "memory"] {
+        let req = requests.get(res).map_or(0, milli);
+        let lim = limits.and_then(|l| l.get(res)).map_or(0, milli);
+        if req != lim {
+            return QosClass::Burstable;
+        }
+        let this = if req == 0 {
+            QosClass::BestEffort
+        } else {
+            QosClass::Guaranteed
+        };
+        match class {
+            None => class = Some(this),
+            Some(c) if c != this => return QosClass::Burstable,
+            Some(_) => {}
+        }
+    }
+    class.unwrap_or(QosClass::BestEffort)
+}
+
+/// The pod QoS class as upstream `ComputePodQOS`, init containers included: Guaranteed when
+/// every container is, BestEffort when every container is, Burstable otherwise.
 pub fn pod_qos_class(pod: &Pod) -> QosClass {
     let Some(spec) = pod.spec.as_ref() else {
         return QosClass::BestEffort;
     };
-    let mut requests: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut limits: BTreeMap<&str, i64> = BTreeMap::new();
-    let mut guaranteed = true;
-    let all = spec
-        .containers
+    let mut class = None;
+    for c in spec
+        .init_containers
         .iter()
-        .chain(spec.init_containers.iter().flatten());
-    for c in all {
-        for (name, q) in effective_requests(c) {
-            let name = match name.as_str() {
-                "cpu" => "cpu",
-                "memory" => "memory",
-                _ => continue,
-            };
-            let v = milli(&q);
-            if v > 0 {
-                *requests.entry(name).or_default() += v;
-            }
+        .flatten()
+        .chain(spec.containers.iter())
+    {
+        let this = container_qos_class(c);
+        if this == QosClass::Burstable {
+            return this;
         }
-        let mut limited = (false, false);
-        for (name, q) in resource_map(c, true).into_iter().flatten() {
-            let name = match name.as_str() {
-                "cpu" => "cpu",
-                "memory" => "memory",
-                _ => continue,
-            };
-            let v = milli(q);
-            if v > 0 {
-                *limits.entry(name).or_default() += v;
-                if name == "cpu" {
-                    limited.0 = true;
-                } else {
-                    limited.1 = true;
-                }
-            }
-        }
-        if !(limited.0 && limited.1) {
-            guaranteed = false;
+        match class {
+            None => class = Some(this),
+            Some(c) if c != this => return QosClass::Burstable,
+            Some(_) => {}
         }
     }
-    if requests.is_empty() && limits.is_empty() {
-        return QosClass::BestEffort;
-    }
-    if guaranteed && requests == limits {
-        return QosClass::Guaranteed;
-    }
-    QosClass::Burstable
+    class.unwrap_or(QosClass::BestEffort)
 }
 
 fn container_amount(c: &Container, resource: &str, limits: bool, as_milli: bool) -> Option<i64> {
