@@ -251,6 +251,10 @@ fn pod_service_env(pod: &Pod, sources: &dyn EnvSources) -> Vec<(String, String)>
         .unwrap_or(true);
     let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
     for svc in sources.services() {
+        let ip = svc.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
+        if matches!(ip, None | Some("") | Some("None")) {
+            continue;
+        }
         let name = svc.metadata.name.clone().unwrap_or_default();
         let svc_ns = svc.metadata.namespace.as_deref().unwrap_or("default");
         if svc_ns == MASTER_SERVICE_NAMESPACE && name == MASTER_SERVICE_NAME {
