@@ -506,6 +506,84 @@ pub(crate) fn mount_overlay_legacy(spec: &OverlaySpec, target: &Path) -> Result<
     Ok(())
 }
 
+/// Mount a fresh tmpfs on `target` (the kubelet's memory-backed emptyDir, secret and projected
+/// volumes). `size_bytes` becomes `size=`, so writes past it fail with ENOSPC; `None` leaves
+/// the kernel's default (half of RAM). `mode` sets the root directory's permission bits
+/// (`None`: tmpfs's default 1777).
+pub fn mount_tmpfs(target: &Path, size_bytes: Option<u64>, mode: Option<u32>) -> Result<(), MountError> {
+    let merr = |source: std::io::Error| MountError::Mount {
+        kind: "tmpfs".to_string(),
+        target: path_str(target),
+        source,
+    };
+    let mut opts = Vec::new();
+    if let Some(size) = size_bytes {
+        opts.push(format!("size={size}"));
+    }
+    if let Some(mode) = mode {
+        opts.push(format!("mode={:o}", mode & 0o7777));
+    }
+    let data = CString::new(opts.join(",")).map_err(|_| {
+        merr(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "tmpfs options contain a NUL byte",
+        ))
+    })?;
+    let tgt = cstring(target).map_err(merr)?;
+    // SAFETY: valid C strings for source, target, fstype and data.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            tgt.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(merr(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a mount point in the calling thread's mount namespace, from
+/// `/proc/thread-self/mountinfo` (so bind mounts of the same file system count, unlike a
+/// device-number comparison with the parent). `path` is canonicalized first; a missing path is
+/// not a mount point.
+pub fn is_mount_point(path: &Path) -> Result<bool, std::io::Error> {
+    let canonical = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // The thread's own view: a thread may have unshared its mount namespace.
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))?;
+    let wanted = canonical.as_os_str().as_bytes();
+    Ok(info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| unescape_mountinfo(mount_point) == wanted))
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Move the calling thread into a new mount namespace whose mounts propagate nowhere, so
 /// mounts made afterwards (by this thread) are invisible to the host and vanish with it.
 /// For tests and tools that must not touch the host's mount table.

@@ -1,0 +1,159 @@
+//! volumeMounts → CRI mounts, with subPath checks on a real file system.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use deckhand_storage::mounts::expand_sub_path;
+use deckhand_storage::{container_mounts, ContainerMountError, MountedVolume, Plugin};
+use k8s_cri::v1::MountPropagation;
+use k8s_openapi::api::core::v1::{Container, SecurityContext, VolumeMount};
+
+fn volumes(root: &Path) -> BTreeMap<String, MountedVolume> {
+    let data = root.join("data");
+    std::fs::create_dir_all(data.join("logs")).unwrap();
+    let cfg = root.join("cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    BTreeMap::from([
+        (
+            "data".to_string(),
+            MountedVolume {
+                name: "data".into(),
+                plugin: Plugin::EmptyDir,
+                host_path: data,
+                read_only: false,
+            },
+        ),
+        (
+            "cfg".to_string(),
+            MountedVolume {
+                name: "cfg".into(),
+                plugin: Plugin::ConfigMap,
+                host_path: cfg,
+                read_only: true,
+            },
+        ),
+    ])
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        ..Default::default()
+    }
+}
+
+fn container(mounts: Vec<VolumeMount>) -> Container {
+    Container {
+        name: "main".into(),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn plain_mounts_readonly_and_propagation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vols = volumes(tmp.path());
+    let c = container(vec![
+        mount("data", "/data"),
+        VolumeMount {
+            read_only: Some(true),
+            mount_propagation: Some("HostToContainer".into()),
+            ..mount("data", "/ro")
+        },
+        mount("cfg", "/etc/app"),
+    ]);
+    let m = container_mounts(&c, &vols, &BTreeMap::new()).unwrap();
+    assert_eq!(m.len(), 3);
+    assert_eq!(m[0].container_path, "/data");
+    assert_eq!(m[0].host_path, tmp.path().join("data").to_str().unwrap());
+    assert!(!m[0].readonly);
+    assert_eq!(m[0].propagation, MountPropagation::PropagationPrivate as i32);
+    assert!(m[1].readonly);
+    assert_eq!(m[1].propagation, MountPropagation::PropagationHostToContainer as i32);
+    assert!(m[2].readonly, "configMap volumes are always read-only");
+}
+
+#[test]
+fn bidirectional_needs_privileged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vols = volumes(tmp.path());
+    let mut c = container(vec![VolumeMount {
+        mount_propagation: Some("Bidirectional".into()),
+        ..mount("data", "/data")
+    }]);
+    let err = container_mounts(&c, &vols, &BTreeMap::new()).unwrap_err();
+    assert!(err.to_string().contains("only to privileged containers"), "{err}");
+    c.security_context = Some(SecurityContext {
+        privileged: Some(true),
+        ..Default::default()
+    });
+    let m = container_mounts(&c, &vols, &BTreeMap::new()).unwrap();
+    assert_eq!(m[0].propagation, MountPropagation::PropagationBidirectional as i32);
+}
+
+#[test]
+fn sub_path_and_sub_path_expr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vols = volumes(tmp.path());
+    let env = BTreeMap::from([("POD_NAME".to_string(), "web-0".to_string())]);
+    let c = container(vec![
+        VolumeMount {
+            sub_path: Some("logs".into()),
+            ..mount("data", "/logs")
+        },
+        VolumeMount {
+            sub_path_expr: Some("pods/$(POD_NAME)".into()),
+            ..mount("data", "/mine")
+        },
+    ]);
+    let m = container_mounts(&c, &vols, &env).unwrap();
+    assert_eq!(m[0].host_path, tmp.path().join("data/logs").to_str().unwrap());
+    let created = tmp.path().join("data/pods/web-0");
+    assert_eq!(m[1].host_path, created.to_str().unwrap());
+    assert!(created.is_dir(), "a missing subPath is created inside the volume");
+
+    let c = container(vec![VolumeMount {
+        sub_path_expr: Some("$(MISSING)/$(POD_NAME)".into()),
+        ..mount("data", "/x")
+    }]);
+    let err = container_mounts(&c, &vols, &env).unwrap_err();
+    assert!(err.to_string().contains("missing value for MISSING"), "{err}");
+    assert_eq!(expand_sub_path("a$$b/$(POD_NAME)/$(x", &env).unwrap(), "a$b/web-0/$(x");
+}
+
+#[test]
+fn sub_path_escapes_are_rejected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vols = volumes(tmp.path());
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, tmp.path().join("data/evil")).unwrap();
+    std::os::unix::fs::symlink("../../outside", tmp.path().join("data/logs/rel")).unwrap();
+    std::os::unix::fs::symlink("logs", tmp.path().join("data/fine")).unwrap();
+    let try_sub = |sub: &str| {
+        let c = container(vec![VolumeMount {
+            sub_path: Some(sub.into()),
+            ..mount("data", "/x")
+        }]);
+        container_mounts(&c, &vols, &BTreeMap::new())
+    };
+    let err = try_sub("../outside").unwrap_err();
+    assert!(matches!(err, ContainerMountError::Invalid { .. }) && err.to_string().contains("must not contain '..'"), "{err}");
+    let err = try_sub("/etc").unwrap_err();
+    assert!(err.to_string().contains("must not be an absolute path"), "{err}");
+    for sub in ["evil", "evil/new", "logs/rel"] {
+        let err = try_sub(sub).unwrap_err();
+        assert!(matches!(err, ContainerMountError::Escape { .. }), "{sub}: {err}");
+        assert!(err.to_string().contains("outside the volume"), "{err}");
+    }
+    assert!(!outside.join("new").exists(), "nothing created outside the volume");
+    // A symlink that stays inside the volume is fine.
+    let m = try_sub("fine").unwrap();
+    assert_eq!(m[0].host_path, tmp.path().join("data/logs").canonicalize().unwrap().to_str().unwrap());
+
+    let c = container(vec![mount("nope", "/x")]);
+    let err = container_mounts(&c, &vols, &BTreeMap::new()).unwrap_err();
+    assert!(matches!(err, ContainerMountError::NoVolume { .. }), "{err}");
+}
