@@ -439,9 +439,7 @@ pub fn validate_path(path: &str) -> Result<String, String> {
             }
             Component::CurDir => {}
             Component::ParentDir => return Err("must not contain '..'".into()),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err("must be relative path".into())
-            }
+            Component::RootDir | Component::Prefix(_) => return Err("must be relative path".into()),
         }
     }
     if segments.is_empty() {
@@ -485,9 +483,18 @@ mod unit {
     #[test]
     fn paths_are_validated_and_cleaned() {
         assert_eq!(validate_path("a/./b//c").unwrap(), "a/b/c");
-        assert_eq!(validate_path("/etc/passwd").unwrap_err(), "must be relative path");
-        assert_eq!(validate_path("a/../b").unwrap_err(), "must not contain '..'");
-        assert_eq!(validate_path("..data").unwrap_err(), "must not start with '..'");
+        assert_eq!(
+            validate_path("/etc/passwd").unwrap_err(),
+            "must be relative path"
+        );
+        assert_eq!(
+            validate_path("a/../b").unwrap_err(),
+            "must not contain '..'"
+        );
+        assert_eq!(
+            validate_path("..data").unwrap_err(),
+            "must not start with '..'"
+        );
         assert!(validate_path(&"x".repeat(256)).is_err());
         assert!(validate_path("").is_err());
     }

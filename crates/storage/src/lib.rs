@@ -11,7 +11,9 @@ pub mod mounts;
 pub mod quantity;
 pub mod volumes;
 
-pub use atomic_writer::{AtomicWriteError, AtomicWriter, FileProjection, FsGroup, Payload, WriteOutcome};
+pub use atomic_writer::{
+    AtomicWriteError, AtomicWriter, FileProjection, FsGroup, Payload, WriteOutcome,
+};
 pub use mounter::{LinuxMounter, Mounter};
 pub use mounts::{container_mounts, ContainerMountError};
 pub use volumes::{

@@ -82,7 +82,9 @@ fn one_mount(
         })?;
     let sub_path = match (m.sub_path.as_deref(), m.sub_path_expr.as_deref()) {
         (Some(s), Some(e)) if !s.is_empty() && !e.is_empty() => {
-            return Err(invalid("subPath and subPathExpr are mutually exclusive".into()))
+            return Err(invalid(
+                "subPath and subPathExpr are mutually exclusive".into(),
+            ))
         }
         (_, Some(e)) if !e.is_empty() => expand_sub_path(e, env).map_err(invalid)?,
         (Some(s), _) => s.to_string(),
@@ -115,8 +117,7 @@ fn one_mount(
         "Bidirectional" if privileged => MountPropagation::PropagationBidirectional,
         "Bidirectional" => {
             return Err(invalid(
-                "Bidirectional mount propagation is available only to privileged containers"
-                    .into(),
+                "Bidirectional mount propagation is available only to privileged containers".into(),
             ))
         }
         other => return Err(invalid(format!("invalid mountPropagation {other:?}"))),
@@ -238,11 +239,8 @@ fn resolve_sub_path(volume: &Path, sub_path: &str) -> Result<PathBuf, SubPathErr
                 // `current` has no symlinks left, so this creates inside the volume.
                 std::fs::create_dir(&next)
                     .map_err(|e| SubPathError::Io("create subPath directory", next.clone(), e))?;
-                std::fs::set_permissions(
-                    &next,
-                    std::os::unix::fs::PermissionsExt::from_mode(mode),
-                )
-                .map_err(|e| SubPathError::Io("chmod", next.clone(), e))?;
+                std::fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .map_err(|e| SubPathError::Io("chmod", next.clone(), e))?;
                 current = next;
             }
             Err(e) => return Err(SubPathError::Io("stat", next, e)),

@@ -23,7 +23,9 @@ pub fn parse_nanos(q: &str) -> Result<i128, QuantityError> {
         return Err(bad());
     }
     let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
-    let digits: i128 = format!("{int_part}{frac_part}").parse().map_err(|_| bad())?;
+    let digits: i128 = format!("{int_part}{frac_part}")
+        .parse()
+        .map_err(|_| bad())?;
     // value = digits * 10^(exp10) * mult
     let mut exp10: i32 = -(frac_part.len() as i32);
     let mut mult: i128 = 1;

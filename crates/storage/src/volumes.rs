@@ -15,9 +15,7 @@ mod projected;
 
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Pod, Secret, ServiceAccountTokenProjection, Volume,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccountTokenProjection, Volume};
 
 use crate::atomic_writer::{AtomicWriteError, FsGroup};
 use crate::mounter::Mounter;
@@ -197,7 +195,12 @@ pub(crate) fn context_of(pod: &Pod, volume: &Volume) -> String {
     )
 }
 
-pub(crate) fn io_err(context: &str, op: &'static str, path: &Path, source: std::io::Error) -> VolumeError {
+pub(crate) fn io_err(
+    context: &str,
+    op: &'static str,
+    path: &Path,
+    source: std::io::Error,
+) -> VolumeError {
     VolumeError::Io {
         context: context.to_string(),
         op,
@@ -290,7 +293,10 @@ pub fn teardown(
 
 /// Tear down every volume directory under `pod_volumes_dir`, with or without the pod spec
 /// (orphans after a restart): unmount what is mounted, then remove. Returns what was removed.
-pub fn teardown_all(pod_volumes_dir: &Path, mounter: &dyn Mounter) -> Result<Vec<PathBuf>, VolumeError> {
+pub fn teardown_all(
+    pod_volumes_dir: &Path,
+    mounter: &dyn Mounter,
+) -> Result<Vec<PathBuf>, VolumeError> {
     let context = format!("volumes under {}", pod_volumes_dir.display());
     let mut removed = Vec::new();
     let plugins = match std::fs::read_dir(pod_volumes_dir) {
@@ -299,19 +305,27 @@ pub fn teardown_all(pod_volumes_dir: &Path, mounter: &dyn Mounter) -> Result<Vec
         Err(e) => return Err(io_err(&context, "read directory", pod_volumes_dir, e)),
     };
     for plugin_dir in plugins {
-        let plugin_dir = plugin_dir.map_err(|e| io_err(&context, "read directory", pod_volumes_dir, e))?;
+        let plugin_dir =
+            plugin_dir.map_err(|e| io_err(&context, "read directory", pod_volumes_dir, e))?;
         let path = plugin_dir.path();
         if !plugin_dir.file_type().map(|t| t.is_dir()).unwrap_or(false) {
             continue;
         }
-        let vols = std::fs::read_dir(&path).map_err(|e| io_err(&context, "read directory", &path, e))?;
+        let vols =
+            std::fs::read_dir(&path).map_err(|e| io_err(&context, "read directory", &path, e))?;
         for v in vols {
             let v = v.map_err(|e| io_err(&context, "read directory", &path, e))?;
             empty_dir::remove(&v.path(), mounter, &context)?;
             removed.push(v.path());
         }
         std::fs::remove_dir(&path)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| io_err(&context, "remove", &path, e))?;
     }
     Ok(removed)

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{mode, read};
-use deckhand_storage::{AtomicWriteError, AtomicWriter, FileProjection, FsGroup, Payload, WriteOutcome};
+use deckhand_storage::{
+    AtomicWriteError, AtomicWriter, FileProjection, FsGroup, Payload, WriteOutcome,
+};
 
 fn payload(files: &[(&str, &str, u32)]) -> Payload {
     files
@@ -34,11 +36,31 @@ fn first_write_lays_out_data_dir_and_symlinks() {
     let out = w
         .write(&payload(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]), None)
         .unwrap();
-    let WriteOutcome::Written { data_dir } = out else { panic!("expected a write") };
+    let WriteOutcome::Written { data_dir } = out else {
+        panic!("expected a write")
+    };
     assert!(data_dir.starts_with("..20"), "{data_dir}");
-    assert_eq!(std::fs::read_link(tmp.path().join("..data")).unwrap().to_str().unwrap(), data_dir);
-    assert_eq!(std::fs::read_link(tmp.path().join("a")).unwrap().to_str().unwrap(), "..data/a");
-    assert_eq!(std::fs::read_link(tmp.path().join("sub")).unwrap().to_str().unwrap(), "..data/sub");
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("..data"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        data_dir
+    );
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("a"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "..data/a"
+    );
+    assert_eq!(
+        std::fs::read_link(tmp.path().join("sub"))
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "..data/sub"
+    );
     assert_eq!(read(&tmp.path().join("a")), "1");
     assert_eq!(read(&tmp.path().join("sub/b")), "2");
     assert_eq!(mode(&tmp.path().join("a")), 0o644);
@@ -50,14 +72,23 @@ fn first_write_lays_out_data_dir_and_symlinks() {
 fn update_and_removed_key() {
     let tmp = tempfile::tempdir().unwrap();
     let w = AtomicWriter::new(tmp.path(), "test");
-    w.write(&payload(&[("a", "1", 0o644), ("b", "2", 0o644), ("d/x", "3", 0o644)]), None)
-        .unwrap();
+    w.write(
+        &payload(&[("a", "1", 0o644), ("b", "2", 0o644), ("d/x", "3", 0o644)]),
+        None,
+    )
+    .unwrap();
     let first = data_dirs(tmp.path());
     let out = w.write(&payload(&[("a", "changed", 0o644)]), None).unwrap();
     assert!(matches!(out, WriteOutcome::Written { .. }));
     assert_eq!(read(&tmp.path().join("a")), "changed");
-    assert!(std::fs::symlink_metadata(tmp.path().join("b")).is_err(), "removed key's symlink is gone");
-    assert!(std::fs::symlink_metadata(tmp.path().join("d")).is_err(), "removed dir's symlink is gone");
+    assert!(
+        std::fs::symlink_metadata(tmp.path().join("b")).is_err(),
+        "removed key's symlink is gone"
+    );
+    assert!(
+        std::fs::symlink_metadata(tmp.path().join("d")).is_err(),
+        "removed dir's symlink is gone"
+    );
     let second = data_dirs(tmp.path());
     assert_eq!(second.len(), 1, "old data dir removed: {second:?}");
     assert_ne!(first, second);
@@ -89,15 +120,27 @@ fn invalid_paths_are_rejected() {
         ("..hidden", "must not start with '..'"),
     ] {
         let err = w.write(&payload(&[(bad, "x", 0o644)]), None).unwrap_err();
-        assert!(matches!(err, AtomicWriteError::InvalidPath { .. }), "{bad}: {err}");
+        assert!(
+            matches!(err, AtomicWriteError::InvalidPath { .. }),
+            "{bad}: {err}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(reason) && msg.contains("volume \"cfg\""), "{msg}");
+        assert!(
+            msg.contains(reason) && msg.contains("volume \"cfg\""),
+            "{msg}"
+        );
     }
     let err = w
         .write(&payload(&[("a", "x", 0o644), ("a/b", "y", 0o644)]), None)
         .unwrap_err();
-    assert!(err.to_string().contains("both a file and a directory"), "{err}");
-    assert!(data_dirs(tmp.path()).is_empty(), "nothing written on invalid payloads");
+    assert!(
+        err.to_string().contains("both a file and a directory"),
+        "{err}"
+    );
+    assert!(
+        data_dirs(tmp.path()).is_empty(),
+        "nothing written on invalid payloads"
+    );
 }
 
 #[test]
@@ -105,8 +148,11 @@ fn fs_group_owns_files_and_adds_group_read() {
     common::require_root();
     let tmp = tempfile::tempdir().unwrap();
     let w = AtomicWriter::new(tmp.path(), "test");
-    w.write(&payload(&[("a", "1", 0o400), ("d/b", "2", 0o644)]), Some(FsGroup(4242)))
-        .unwrap();
+    w.write(
+        &payload(&[("a", "1", 0o400), ("d/b", "2", 0o644)]),
+        Some(FsGroup(4242)),
+    )
+    .unwrap();
     let a = std::fs::metadata(tmp.path().join("a")).unwrap();
     assert_eq!(a.gid(), 4242);
     assert_eq!(a.mode() & 0o7777, 0o440);
@@ -115,8 +161,11 @@ fn fs_group_owns_files_and_adds_group_read() {
     assert_eq!(d.mode() & 0o2000, 0o2000, "directories are setgid");
     // Same payload and group: unchanged.
     assert_eq!(
-        w.write(&payload(&[("a", "1", 0o400), ("d/b", "2", 0o644)]), Some(FsGroup(4242)))
-            .unwrap(),
+        w.write(
+            &payload(&[("a", "1", 0o400), ("d/b", "2", 0o644)]),
+            Some(FsGroup(4242))
+        )
+        .unwrap(),
         WriteOutcome::Unchanged
     );
 }
@@ -156,6 +205,10 @@ fn concurrent_reader_sees_old_or_new_never_torn() {
     stop.store(true, Ordering::Relaxed);
     let (ok, vanished) = reader.join().unwrap();
     assert!(ok > 0);
-    assert!(vanished * 10 <= ok, "reads failing too often: {vanished} of {}", ok + vanished);
+    assert!(
+        vanished * 10 <= ok,
+        "reads failing too often: {vanished} of {}",
+        ok + vanished
+    );
     assert_eq!(data_dirs(&dir).len(), 1);
 }

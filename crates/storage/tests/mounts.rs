@@ -69,9 +69,15 @@ fn plain_mounts_readonly_and_propagation() {
     assert_eq!(m[0].container_path, "/data");
     assert_eq!(m[0].host_path, tmp.path().join("data").to_str().unwrap());
     assert!(!m[0].readonly);
-    assert_eq!(m[0].propagation, MountPropagation::PropagationPrivate as i32);
+    assert_eq!(
+        m[0].propagation,
+        MountPropagation::PropagationPrivate as i32
+    );
     assert!(m[1].readonly);
-    assert_eq!(m[1].propagation, MountPropagation::PropagationHostToContainer as i32);
+    assert_eq!(
+        m[1].propagation,
+        MountPropagation::PropagationHostToContainer as i32
+    );
     assert!(m[2].readonly, "configMap volumes are always read-only");
 }
 
@@ -84,13 +90,19 @@ fn bidirectional_needs_privileged() {
         ..mount("data", "/data")
     }]);
     let err = container_mounts(&c, &vols, &BTreeMap::new()).unwrap_err();
-    assert!(err.to_string().contains("only to privileged containers"), "{err}");
+    assert!(
+        err.to_string().contains("only to privileged containers"),
+        "{err}"
+    );
     c.security_context = Some(SecurityContext {
         privileged: Some(true),
         ..Default::default()
     });
     let m = container_mounts(&c, &vols, &BTreeMap::new()).unwrap();
-    assert_eq!(m[0].propagation, MountPropagation::PropagationBidirectional as i32);
+    assert_eq!(
+        m[0].propagation,
+        MountPropagation::PropagationBidirectional as i32
+    );
 }
 
 #[test]
@@ -109,18 +121,30 @@ fn sub_path_and_sub_path_expr() {
         },
     ]);
     let m = container_mounts(&c, &vols, &env).unwrap();
-    assert_eq!(m[0].host_path, tmp.path().join("data/logs").to_str().unwrap());
+    assert_eq!(
+        m[0].host_path,
+        tmp.path().join("data/logs").to_str().unwrap()
+    );
     let created = tmp.path().join("data/pods/web-0");
     assert_eq!(m[1].host_path, created.to_str().unwrap());
-    assert!(created.is_dir(), "a missing subPath is created inside the volume");
+    assert!(
+        created.is_dir(),
+        "a missing subPath is created inside the volume"
+    );
 
     let c = container(vec![VolumeMount {
         sub_path_expr: Some("$(MISSING)/$(POD_NAME)".into()),
         ..mount("data", "/x")
     }]);
     let err = container_mounts(&c, &vols, &env).unwrap_err();
-    assert!(err.to_string().contains("missing value for MISSING"), "{err}");
-    assert_eq!(expand_sub_path("a$$b/$(POD_NAME)/$(x", &env).unwrap(), "a$b/web-0/$(x");
+    assert!(
+        err.to_string().contains("missing value for MISSING"),
+        "{err}"
+    );
+    assert_eq!(
+        expand_sub_path("a$$b/$(POD_NAME)/$(x", &env).unwrap(),
+        "a$b/web-0/$(x"
+    );
 }
 
 #[test]
@@ -140,18 +164,39 @@ fn sub_path_escapes_are_rejected() {
         container_mounts(&c, &vols, &BTreeMap::new())
     };
     let err = try_sub("../outside").unwrap_err();
-    assert!(matches!(err, ContainerMountError::Invalid { .. }) && err.to_string().contains("must not contain '..'"), "{err}");
+    assert!(
+        matches!(err, ContainerMountError::Invalid { .. })
+            && err.to_string().contains("must not contain '..'"),
+        "{err}"
+    );
     let err = try_sub("/etc").unwrap_err();
-    assert!(err.to_string().contains("must not be an absolute path"), "{err}");
+    assert!(
+        err.to_string().contains("must not be an absolute path"),
+        "{err}"
+    );
     for sub in ["evil", "evil/new", "logs/rel"] {
         let err = try_sub(sub).unwrap_err();
-        assert!(matches!(err, ContainerMountError::Escape { .. }), "{sub}: {err}");
+        assert!(
+            matches!(err, ContainerMountError::Escape { .. }),
+            "{sub}: {err}"
+        );
         assert!(err.to_string().contains("outside the volume"), "{err}");
     }
-    assert!(!outside.join("new").exists(), "nothing created outside the volume");
+    assert!(
+        !outside.join("new").exists(),
+        "nothing created outside the volume"
+    );
     // A symlink that stays inside the volume is fine.
     let m = try_sub("fine").unwrap();
-    assert_eq!(m[0].host_path, tmp.path().join("data/logs").canonicalize().unwrap().to_str().unwrap());
+    assert_eq!(
+        m[0].host_path,
+        tmp.path()
+            .join("data/logs")
+            .canonicalize()
+            .unwrap()
+            .to_str()
+            .unwrap()
+    );
 
     let c = container(vec![mount("nope", "/x")]);
     let err = container_mounts(&c, &vols, &BTreeMap::new()).unwrap_err();

@@ -59,13 +59,20 @@ fn empty_dir_on_disk() {
     let c = ctx(&m, &o);
     let v = empty_dir("scratch", None, None);
     let mv = setup(&pod(), &v, tmp.path(), &c).unwrap();
-    assert_eq!(mv.host_path, tmp.path().join("kubernetes.io~empty-dir/scratch"));
+    assert_eq!(
+        mv.host_path,
+        tmp.path().join("kubernetes.io~empty-dir/scratch")
+    );
     assert_eq!(mv.plugin, Plugin::EmptyDir);
     assert!(!mv.read_only);
     assert_eq!(mode(&mv.host_path), 0o777);
     std::fs::write(mv.host_path.join("f"), "x").unwrap();
     setup(&pod(), &v, tmp.path(), &c).unwrap();
-    assert_eq!(read(&mv.host_path.join("f")), "x", "setup again keeps contents");
+    assert_eq!(
+        read(&mv.host_path.join("f")),
+        "x",
+        "setup again keeps contents"
+    );
     assert!(m.calls().is_empty(), "a disk emptyDir mounts nothing");
     teardown(&pod(), &v, tmp.path(), &c).unwrap();
     assert!(!mv.host_path.exists());
@@ -77,29 +84,83 @@ fn empty_dir_memory_size_from_limit_pod_and_allocatable() {
     let tmp = tempfile::tempdir().unwrap();
     let (m, o) = (FakeMounter::default(), Objects::default());
     let c = ctx(&m, &o);
-    setup(&pod(), &empty_dir("a", Some("Memory"), Some("64Mi")), tmp.path(), &c).unwrap();
-    setup(&pod(), &empty_dir("b", Some("Memory"), None), tmp.path(), &c).unwrap();
+    setup(
+        &pod(),
+        &empty_dir("a", Some("Memory"), Some("64Mi")),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
+    setup(
+        &pod(),
+        &empty_dir("b", Some("Memory"), None),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
     let mut limited = pod();
     limited.spec.as_mut().unwrap().containers[0].resources = Some(ResourceRequirements {
-        limits: Some(BTreeMap::from([("memory".to_string(), Quantity("256Mi".into()))])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("256Mi".into()),
+        )])),
         ..Default::default()
     });
-    setup(&limited, &empty_dir("c", Some("Memory"), Some("1Gi")), tmp.path(), &c).unwrap();
+    setup(
+        &limited,
+        &empty_dir("c", Some("Memory"), Some("1Gi")),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
     // Already mounted: no second mount.
-    setup(&pod(), &empty_dir("a", Some("Memory"), Some("64Mi")), tmp.path(), &c).unwrap();
+    setup(
+        &pod(),
+        &empty_dir("a", Some("Memory"), Some("64Mi")),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
     let base = tmp.path().join("kubernetes.io~empty-dir");
     assert_eq!(
         m.calls(),
         vec![
-            format!("tmpfs {} size=Some({})", base.join("a").display(), 64u64 << 20),
-            format!("tmpfs {} size=Some({})", base.join("b").display(), 8u64 << 30),
-            format!("tmpfs {} size=Some({})", base.join("c").display(), 256u64 << 20),
+            format!(
+                "tmpfs {} size=Some({})",
+                base.join("a").display(),
+                64u64 << 20
+            ),
+            format!(
+                "tmpfs {} size=Some({})",
+                base.join("b").display(),
+                8u64 << 30
+            ),
+            format!(
+                "tmpfs {} size=Some({})",
+                base.join("c").display(),
+                256u64 << 20
+            ),
         ]
     );
-    teardown(&pod(), &empty_dir("a", Some("Memory"), None), tmp.path(), &c).unwrap();
-    assert_eq!(m.calls().last().unwrap(), &format!("unmount {}", base.join("a").display()));
+    teardown(
+        &pod(),
+        &empty_dir("a", Some("Memory"), None),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
+    assert_eq!(
+        m.calls().last().unwrap(),
+        &format!("unmount {}", base.join("a").display())
+    );
     assert!(!base.join("a").exists());
-    let err = setup(&pod(), &empty_dir("d", Some("HugePages"), None), tmp.path(), &c).unwrap_err();
+    let err = setup(
+        &pod(),
+        &empty_dir("d", Some("HugePages"), None),
+        tmp.path(),
+        &c,
+    )
+    .unwrap_err();
     assert!(matches!(err, VolumeError::Invalid { .. }), "{err}");
 }
 
@@ -147,12 +208,26 @@ fn host_path_type_checks() {
 
     let mv = setup(&p, &host_path(&dir, ""), tmp.path(), &c).unwrap();
     assert_eq!(mv.host_path, dir);
-    setup(&p, &host_path(&tmp.path().join("missing"), ""), tmp.path(), &c).unwrap();
+    setup(
+        &p,
+        &host_path(&tmp.path().join("missing"), ""),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
     setup(&p, &host_path(&dir, "Directory"), tmp.path(), &c).unwrap();
-    assert!(msg(host_path(&file, "Directory"))
-        .ends_with(&format!("hostPath type check failed: {} is not a directory", file.display())));
+    assert!(msg(host_path(&file, "Directory")).ends_with(&format!(
+        "hostPath type check failed: {} is not a directory",
+        file.display()
+    )));
     let created = tmp.path().join("new/deep");
-    setup(&p, &host_path(&created, "DirectoryOrCreate"), tmp.path(), &c).unwrap();
+    setup(
+        &p,
+        &host_path(&created, "DirectoryOrCreate"),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
     assert!(created.is_dir());
     assert_eq!(mode(&created), 0o755);
     assert!(msg(host_path(&file, "DirectoryOrCreate")).contains("is not a directory"));
@@ -164,12 +239,23 @@ fn host_path_type_checks() {
     assert_eq!(mode(&new_file), 0o644);
     let orphan = tmp.path().join("no-parent/file");
     let err = setup(&p, &host_path(&orphan, "FileOrCreate"), tmp.path(), &c).unwrap_err();
-    assert!(matches!(err, VolumeError::Io { .. }), "parent must exist: {err}");
+    assert!(
+        matches!(err, VolumeError::Io { .. }),
+        "parent must exist: {err}"
+    );
     setup(&p, &host_path(&sock, "Socket"), tmp.path(), &c).unwrap();
     assert!(msg(host_path(&file, "Socket")).ends_with("is not a socket file"));
-    setup(&p, &host_path(Path::new("/dev/null"), "CharDevice"), tmp.path(), &c).unwrap();
+    setup(
+        &p,
+        &host_path(Path::new("/dev/null"), "CharDevice"),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
     assert!(msg(host_path(&file, "CharDevice")).ends_with("is not a character device"));
-    assert!(msg(host_path(Path::new("/dev/null"), "BlockDevice")).ends_with("is not a block device"));
+    assert!(
+        msg(host_path(Path::new("/dev/null"), "BlockDevice")).ends_with("is not a block device")
+    );
     if deckhand_sys::privilege::is_root() {
         let blk = tmp.path().join("blk");
         deckhand_sys::fs::mknod(&blk, deckhand_sys::fs::NodeKind::Block, 0o600, 7, 250).unwrap();
@@ -181,7 +267,11 @@ fn host_path_type_checks() {
     assert!(dir.is_dir());
 }
 
-fn config_map_vol(items: Option<Vec<KeyToPath>>, default_mode: Option<i32>, optional: Option<bool>) -> Volume {
+fn config_map_vol(
+    items: Option<Vec<KeyToPath>>,
+    default_mode: Option<i32>,
+    optional: Option<bool>,
+) -> Volume {
     Volume {
         config_map: Some(ConfigMapVolumeSource {
             name: "cfg".into(),
@@ -197,17 +287,30 @@ fn config_map_vol(items: Option<Vec<KeyToPath>>, default_mode: Option<i32>, opti
 fn config_map_all_keys_items_modes_and_updates() {
     let tmp = tempfile::tempdir().unwrap();
     let m = FakeMounter::default();
-    let o = Objects::default().with_config_map("cfg", &[("a.conf", "A"), ("b.conf", "B")], &[("bin", &[0, 1, 2])]);
+    let o = Objects::default().with_config_map(
+        "cfg",
+        &[("a.conf", "A"), ("b.conf", "B")],
+        &[("bin", &[0, 1, 2])],
+    );
     let c = ctx(&m, &o);
     let mv = setup(&pod(), &config_map_vol(None, None, None), tmp.path(), &c).unwrap();
-    assert_eq!(mv.host_path, tmp.path().join("kubernetes.io~configmap/config"));
+    assert_eq!(
+        mv.host_path,
+        tmp.path().join("kubernetes.io~configmap/config")
+    );
     assert!(mv.read_only);
     assert_eq!(read(&mv.host_path.join("a.conf")), "A");
-    assert_eq!(std::fs::read(mv.host_path.join("bin")).unwrap(), vec![0, 1, 2]);
+    assert_eq!(
+        std::fs::read(mv.host_path.join("bin")).unwrap(),
+        vec![0, 1, 2]
+    );
     assert_eq!(mode(&mv.host_path.join("a.conf")), 0o644);
     assert!(m.calls().is_empty(), "configMap volumes live on disk");
 
-    let items = vec![item("a.conf", "conf/app.conf", Some(0o600)), item("bin", "bin.dat", None)];
+    let items = vec![
+        item("a.conf", "conf/app.conf", Some(0o600)),
+        item("bin", "bin.dat", None),
+    ];
     let v = config_map_vol(Some(items), Some(0o440), None);
     let tmp2 = tempfile::tempdir().unwrap();
     let mv = setup(&pod(), &v, tmp2.path(), &c).unwrap();
@@ -230,19 +333,50 @@ fn config_map_missing_object_or_key() {
     let tmp = tempfile::tempdir().unwrap();
     let m = FakeMounter::default();
     let none = Objects::default();
-    let err = setup(&pod(), &config_map_vol(None, None, None), tmp.path(), &ctx(&m, &none)).unwrap_err();
+    let err = setup(
+        &pod(),
+        &config_map_vol(None, None, None),
+        tmp.path(),
+        &ctx(&m, &none),
+    )
+    .unwrap_err();
     assert!(matches!(err, VolumeError::Missing { .. }));
     assert!(err.is_retryable());
     let msg = err.to_string();
-    assert!(msg.contains("configmap \"default/cfg\" not found") && msg.contains("pod default/web volume \"config\""), "{msg}");
-    let mv = setup(&pod(), &config_map_vol(None, None, Some(true)), tmp.path(), &ctx(&m, &none)).unwrap();
-    assert!(mv.host_path.is_dir(), "optional and missing: an empty volume");
+    assert!(
+        msg.contains("configmap \"default/cfg\" not found")
+            && msg.contains("pod default/web volume \"config\""),
+        "{msg}"
+    );
+    let mv = setup(
+        &pod(),
+        &config_map_vol(None, None, Some(true)),
+        tmp.path(),
+        &ctx(&m, &none),
+    )
+    .unwrap();
+    assert!(
+        mv.host_path.is_dir(),
+        "optional and missing: an empty volume"
+    );
 
     let o = Objects::default().with_config_map("cfg", &[("a", "A")], &[]);
-    let v = config_map_vol(Some(vec![item("nope", "x", None), item("a", "a", None)]), None, None);
+    let v = config_map_vol(
+        Some(vec![item("nope", "x", None), item("a", "a", None)]),
+        None,
+        None,
+    );
     let err = setup(&pod(), &v, tmp.path(), &ctx(&m, &o)).unwrap_err();
-    assert!(err.to_string().contains("references non-existent config key: nope"), "{err}");
-    let v = config_map_vol(Some(vec![item("nope", "x", None), item("a", "a", None)]), None, Some(true));
+    assert!(
+        err.to_string()
+            .contains("references non-existent config key: nope"),
+        "{err}"
+    );
+    let v = config_map_vol(
+        Some(vec![item("nope", "x", None), item("a", "a", None)]),
+        None,
+        Some(true),
+    );
     let mv = setup(&pod(), &v, tmp.path(), &ctx(&m, &o)).unwrap();
     assert_eq!(read(&mv.host_path.join("a")), "A");
     assert!(!mv.host_path.join("x").exists());
@@ -275,19 +409,43 @@ fn secret_on_tmpfs_items_and_optional() {
     assert!(!mv.host_path.join("user").exists());
     assert_eq!(
         m.calls(),
-        vec![format!("tmpfs {} size=Some({})", mv.host_path.display(), 8u64 << 30)]
+        vec![format!(
+            "tmpfs {} size=Some({})",
+            mv.host_path.display(),
+            8u64 << 30
+        )]
     );
     setup(&pod(), &v, tmp.path(), &c).unwrap();
     assert_eq!(m.calls().len(), 1, "already mounted");
     teardown(&pod(), &v, tmp.path(), &c).unwrap();
     assert_eq!(m.calls()[1], format!("unmount {}", mv.host_path.display()));
 
-    let err = setup(&pod(), &secret_vol(Some(vec![item("nope", "n", None)]), None), tmp.path(), &c).unwrap_err();
-    assert!(err.to_string().contains("references non-existent secret key: nope"), "{err}");
+    let err = setup(
+        &pod(),
+        &secret_vol(Some(vec![item("nope", "n", None)]), None),
+        tmp.path(),
+        &c,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("references non-existent secret key: nope"),
+        "{err}"
+    );
     let none = Objects::default();
     let err = setup(&pod(), &secret_vol(None, None), tmp.path(), &ctx(&m, &none)).unwrap_err();
-    assert!(err.to_string().contains("secret \"default/creds\" not found"), "{err}");
-    setup(&pod(), &secret_vol(None, Some(true)), tmp.path(), &ctx(&m, &none)).unwrap();
+    assert!(
+        err.to_string()
+            .contains("secret \"default/creds\" not found"),
+        "{err}"
+    );
+    setup(
+        &pod(),
+        &secret_vol(None, Some(true)),
+        tmp.path(),
+        &ctx(&m, &none),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -337,8 +495,14 @@ fn downward_api_rendering() {
     let c = ctx(&m, &o);
     let mut p = pod();
     p.spec.as_mut().unwrap().containers[0].resources = Some(ResourceRequirements {
-        limits: Some(BTreeMap::from([("cpu".to_string(), Quantity("1500m".into()))])),
-        requests: Some(BTreeMap::from([("memory".to_string(), Quantity("64Mi".into()))])),
+        limits: Some(BTreeMap::from([(
+            "cpu".to_string(),
+            Quantity("1500m".into()),
+        )])),
+        requests: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("64Mi".into()),
+        )])),
         ..Default::default()
     });
     let v = Volume {
@@ -360,7 +524,10 @@ fn downward_api_rendering() {
         ..vol("podinfo")
     };
     let mv = setup(&p, &v, tmp.path(), &c).unwrap();
-    assert_eq!(mv.host_path, tmp.path().join("kubernetes.io~downward-api/podinfo"));
+    assert_eq!(
+        mv.host_path,
+        tmp.path().join("kubernetes.io~downward-api/podinfo")
+    );
     let r = |f: &str| read(&mv.host_path.join(f));
     assert_eq!(r("labels"), "app=\"web\"\ntier=\"front \\\"end\\\"\"");
     assert_eq!(r("annotations"), "note=\"a\\nb\"");
@@ -382,7 +549,11 @@ fn downward_api_rendering() {
         ..vol("bad")
     };
     let err = setup(&p, &bad, tmp.path(), &c).unwrap_err();
-    assert!(err.to_string().contains("unsupported fieldPath: status.podIP"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unsupported fieldPath: status.podIP"),
+        "{err}"
+    );
     assert!(!err.is_retryable());
 }
 
@@ -447,7 +618,10 @@ fn projected_merges_sources_and_rejects_conflicts() {
     assert_eq!(read(&mv.host_path.join("name")), "web");
     assert_eq!(read(&mv.host_path.join("token")), "jwt");
     assert_eq!(mode(&mv.host_path.join("token")), 0o640);
-    assert!(m.calls()[0].starts_with("tmpfs "), "projected volumes are on tmpfs");
+    assert!(
+        m.calls()[0].starts_with("tmpfs "),
+        "projected volumes are on tmpfs"
+    );
 
     let mut conflicting = sources;
     conflicting.push(VolumeProjection {
@@ -458,8 +632,15 @@ fn projected_merges_sources_and_rejects_conflicts() {
     });
     let err = setup(&pod(), &projected(conflicting), tmp.path(), &c).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("conflicting duplicate paths") && msg.contains("\"a\""), "{msg}");
-    assert_eq!(read(&mv.host_path.join("a")), "A", "a failed update leaves the old contents");
+    assert!(
+        msg.contains("conflicting duplicate paths") && msg.contains("\"a\""),
+        "{msg}"
+    );
+    assert_eq!(
+        read(&mv.host_path.join("a")),
+        "A",
+        "a failed update leaves the old contents"
+    );
 }
 
 #[test]
@@ -468,6 +649,9 @@ fn unsupported_source_is_an_error() {
     let (m, o) = (FakeMounter::default(), Objects::default());
     let err = setup(&pod(), &vol("pvc"), tmp.path(), &ctx(&m, &o)).unwrap_err();
     assert!(matches!(err, VolumeError::Unsupported { .. }));
-    assert!(err.to_string().contains("pod default/web volume \"pvc\""), "{err}");
+    assert!(
+        err.to_string().contains("pod default/web volume \"pvc\""),
+        "{err}"
+    );
     let _ = Container::default();
 }

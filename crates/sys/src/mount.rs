@@ -510,7 +510,11 @@ pub(crate) fn mount_overlay_legacy(spec: &OverlaySpec, target: &Path) -> Result<
 /// volumes). `size_bytes` becomes `size=`, so writes past it fail with ENOSPC; `None` leaves
 /// the kernel's default (half of RAM). `mode` sets the root directory's permission bits
 /// (`None`: tmpfs's default 1777).
-pub fn mount_tmpfs(target: &Path, size_bytes: Option<u64>, mode: Option<u32>) -> Result<(), MountError> {
+pub fn mount_tmpfs(
+    target: &Path,
+    size_bytes: Option<u64>,
+    mode: Option<u32>,
+) -> Result<(), MountError> {
     let merr = |source: std::io::Error| MountError::Mount {
         kind: "tmpfs".to_string(),
         target: path_str(target),
@@ -572,7 +576,10 @@ fn unescape_mountinfo(field: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -4,8 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    DownwardAPIVolumeFile, DownwardAPIVolumeSource, ObjectFieldSelector, Pod,
-    ResourceFieldSelector,
+    DownwardAPIVolumeFile, DownwardAPIVolumeSource, ObjectFieldSelector, Pod, ResourceFieldSelector,
 };
 
 use super::objects::DEFAULT_MODE;
@@ -37,12 +36,11 @@ pub(super) fn items_payload(
 ) -> Result<Payload, VolumeError> {
     let mut payload = Payload::new();
     for item in items {
-        let data = render_downward_api_item(pod, item, node).map_err(|message| {
-            VolumeError::Invalid {
+        let data =
+            render_downward_api_item(pod, item, node).map_err(|message| VolumeError::Invalid {
                 context: context.to_string(),
                 message: format!("item {:?}: {message}", item.path),
-            }
-        })?;
+            })?;
         let mode = item.mode.unwrap_or(default_mode) as u32;
         payload.insert(item.path.clone(), FileProjection::new(data, mode));
     }
@@ -71,10 +69,7 @@ fn field_value(pod: &Pod, f: &ObjectFieldSelector) -> Result<String, String> {
             "metadata.labels" => m.labels.as_ref(),
             _ => m.annotations.as_ref(),
         };
-        return Ok(values
-            .and_then(|v| v.get(key))
-            .cloned()
-            .unwrap_or_default());
+        return Ok(values.and_then(|v| v.get(key)).cloned().unwrap_or_default());
     }
     Ok(match path {
         "metadata.name" => m.name.clone().unwrap_or_default(),

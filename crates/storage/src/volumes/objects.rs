@@ -55,10 +55,8 @@ pub(super) fn config_map_files(
     };
     let data = cm.data.unwrap_or_default();
     let binary = cm.binary_data.unwrap_or_default();
-    let mut keys: Vec<(String, Vec<u8>)> = data
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
+    let mut keys: Vec<(String, Vec<u8>)> =
+        data.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
     keys.extend(binary.into_iter().map(|(k, v)| (k, v.0)));
     make_payload(keys, items, default_mode, optional, context, |k| {
         format!("configmap \"{ns}/{name}\" references non-existent config key: {k}")
@@ -77,7 +75,9 @@ pub(super) fn secret_files(
     context: &str,
 ) -> Result<Option<Payload>, VolumeError> {
     let ns = namespace(pod);
-    let secret: Option<Secret> = objects.secret(ns, name).map_err(|e| lookup_err(context, e))?;
+    let secret: Option<Secret> = objects
+        .secret(ns, name)
+        .map_err(|e| lookup_err(context, e))?;
     let Some(secret) = secret else {
         if optional {
             return Ok(None);
@@ -133,7 +133,10 @@ fn make_payload(
                     return Err(missing(context, missing_key(&item.key)));
                 };
                 let mode = item.mode.unwrap_or(default_mode);
-                payload.insert(item.path.clone(), FileProjection::new(v.clone(), mode as u32));
+                payload.insert(
+                    item.path.clone(),
+                    FileProjection::new(v.clone(), mode as u32),
+                );
             }
         }
     }

@@ -28,7 +28,10 @@ pub(super) fn payload(
                 ctx.objects,
                 context,
             )?;
-            (format!("configMap {:?}", cm.name), files.unwrap_or_default())
+            (
+                format!("configMap {:?}", cm.name),
+                files.unwrap_or_default(),
+            )
         } else if let Some(s) = &source.secret {
             let files = secret_files(
                 pod,
@@ -50,13 +53,13 @@ pub(super) fn payload(
             )?;
             ("downwardAPI".to_string(), files)
         } else if let Some(t) = &source.service_account_token {
-            let token = ctx
-                .objects
-                .service_account_token(pod, t)
-                .map_err(|source: LookupError| VolumeError::Lookup {
-                    context: context.to_string(),
-                    source,
-                })?;
+            let token =
+                ctx.objects
+                    .service_account_token(pod, t)
+                    .map_err(|source: LookupError| VolumeError::Lookup {
+                        context: context.to_string(),
+                        source,
+                    })?;
             let run_as_user = pod
                 .spec
                 .as_ref()

@@ -45,14 +45,23 @@ pub struct Objects {
 }
 
 impl Objects {
-    pub fn with_config_map(mut self, name: &str, data: &[(&str, &str)], binary: &[(&str, &[u8])]) -> Self {
+    pub fn with_config_map(
+        mut self,
+        name: &str,
+        data: &[(&str, &str)],
+        binary: &[(&str, &[u8])],
+    ) -> Self {
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
                 ..Default::default()
             },
-            data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             binary_data: Some(
                 binary
                     .iter()
@@ -86,7 +95,10 @@ impl Objects {
 
 impl ObjectLookup for Objects {
     fn config_map(&self, namespace: &str, name: &str) -> Result<Option<ConfigMap>, LookupError> {
-        Ok(self.config_maps.get(&(namespace.into(), name.into())).cloned())
+        Ok(self
+            .config_maps
+            .get(&(namespace.into(), name.into()))
+            .cloned())
     }
     fn secret(&self, namespace: &str, name: &str) -> Result<Option<Secret>, LookupError> {
         Ok(self.secrets.get(&(namespace.into(), name.into())).cloned())
@@ -108,7 +120,11 @@ pub struct FakeMounter {
 }
 
 impl Mounter for FakeMounter {
-    fn mount_tmpfs(&self, target: &Path, size_bytes: Option<u64>) -> Result<(), deckhand_sys::mount::MountError> {
+    fn mount_tmpfs(
+        &self,
+        target: &Path,
+        size_bytes: Option<u64>,
+    ) -> Result<(), deckhand_sys::mount::MountError> {
         self.calls
             .lock()
             .unwrap()
@@ -117,7 +133,10 @@ impl Mounter for FakeMounter {
         Ok(())
     }
     fn unmount(&self, target: &Path) -> Result<(), deckhand_sys::mount::MountError> {
-        self.calls.lock().unwrap().push(format!("unmount {}", target.display()));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("unmount {}", target.display()));
         self.mounted.lock().unwrap().retain(|p| p != target);
         Ok(())
     }
