@@ -42,12 +42,15 @@ pub enum ContainerMountError {
 }
 
 /// CRI mounts for `container`. `volumes` maps volume name → its setup result; `env` is the
-/// container's resolved environment (for `subPathExpr`). Missing subPath directories are
-/// created inside the volume (mode of the volume root), never through a symlink.
+/// container's resolved environment (for `subPathExpr`); `runtime_supports_rro` is whether the
+/// runtime handler reports recursive read-only mounts (decides `recursiveReadOnly:
+/// IfPossible`). Missing subPath directories are created inside the volume (mode of the
+/// volume root), never through a symlink.
 pub fn container_mounts(
     container: &Container,
     volumes: &BTreeMap<String, MountedVolume>,
     env: &BTreeMap<String, String>,
+    runtime_supports_rro: bool,
 ) -> Result<Vec<Mount>, ContainerMountError> {
     let privileged = container
         .security_context
@@ -58,7 +61,16 @@ pub fn container_mounts(
         .volume_mounts
         .iter()
         .flatten()
-        .map(|m| one_mount(&container.name, m, volumes, env, privileged))
+        .map(|m| {
+            one_mount(
+                &container.name,
+                m,
+                volumes,
+                env,
+                privileged,
+                runtime_supports_rro,
+            )
+        })
         .collect()
 }
 
@@ -68,6 +80,7 @@ fn one_mount(
     volumes: &BTreeMap<String, MountedVolume>,
     env: &BTreeMap<String, String>,
     privileged: bool,
+    supports_rro: bool,
 ) -> Result<Mount, ContainerMountError> {
     let invalid = |message: String| ContainerMountError::Invalid {
         container: container.to_string(),
@@ -125,7 +138,7 @@ fn one_mount(
     let readonly = m.read_only.unwrap_or(false) || vol.read_only;
     let recursive_read_only = match m.recursive_read_only.as_deref().unwrap_or("Disabled") {
         "Disabled" => false,
-        "Enabled" | "IfPossible" => {
+        mode @ ("Enabled" | "IfPossible") => {
             if !m.read_only.unwrap_or(false) {
                 return Err(invalid("recursiveReadOnly requires readOnly: true".into()));
             }
@@ -134,7 +147,13 @@ fn one_mount(
                     "recursiveReadOnly requires mountPropagation None".into(),
                 ));
             }
-            true
+            if mode == "Enabled" && !supports_rro {
+                return Err(invalid(
+                    "recursiveReadOnly: Enabled, but the container runtime does not support recursive read-only mounts"
+                        .into(),
+                ));
+            }
+            supports_rro
         }
         other => return Err(invalid(format!("invalid recursiveReadOnly {other:?}"))),
     };

@@ -64,7 +64,7 @@ fn plain_mounts_readonly_and_propagation() {
         },
         mount("cfg", "/etc/app"),
     ]);
-    let m = container_mounts(&c, &vols, &BTreeMap::new()).unwrap();
+    let m = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap();
     assert_eq!(m.len(), 3);
     assert_eq!(m[0].container_path, "/data");
     assert_eq!(m[0].host_path, tmp.path().join("data").to_str().unwrap());
@@ -89,7 +89,7 @@ fn bidirectional_needs_privileged() {
         mount_propagation: Some("Bidirectional".into()),
         ..mount("data", "/data")
     }]);
-    let err = container_mounts(&c, &vols, &BTreeMap::new()).unwrap_err();
+    let err = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap_err();
     assert!(
         err.to_string().contains("only to privileged containers"),
         "{err}"
@@ -98,7 +98,7 @@ fn bidirectional_needs_privileged() {
         privileged: Some(true),
         ..Default::default()
     });
-    let m = container_mounts(&c, &vols, &BTreeMap::new()).unwrap();
+    let m = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap();
     assert_eq!(
         m[0].propagation,
         MountPropagation::PropagationBidirectional as i32
@@ -120,7 +120,7 @@ fn sub_path_and_sub_path_expr() {
             ..mount("data", "/mine")
         },
     ]);
-    let m = container_mounts(&c, &vols, &env).unwrap();
+    let m = container_mounts(&c, &vols, &env, false).unwrap();
     assert_eq!(
         m[0].host_path,
         tmp.path().join("data/logs").to_str().unwrap()
@@ -136,7 +136,7 @@ fn sub_path_and_sub_path_expr() {
         sub_path_expr: Some("$(MISSING)/$(POD_NAME)".into()),
         ..mount("data", "/x")
     }]);
-    let err = container_mounts(&c, &vols, &env).unwrap_err();
+    let err = container_mounts(&c, &vols, &env, false).unwrap_err();
     assert!(
         err.to_string().contains("missing value for MISSING"),
         "{err}"
@@ -161,7 +161,7 @@ fn sub_path_escapes_are_rejected() {
             sub_path: Some(sub.into()),
             ..mount("data", "/x")
         }]);
-        container_mounts(&c, &vols, &BTreeMap::new())
+        container_mounts(&c, &vols, &BTreeMap::new(), false)
     };
     let err = try_sub("../outside").unwrap_err();
     assert!(
@@ -199,6 +199,46 @@ fn sub_path_escapes_are_rejected() {
     );
 
     let c = container(vec![mount("nope", "/x")]);
-    let err = container_mounts(&c, &vols, &BTreeMap::new()).unwrap_err();
+    let err = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap_err();
     assert!(matches!(err, ContainerMountError::NoVolume { .. }), "{err}");
+}
+
+#[test]
+fn recursive_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vols = volumes(tmp.path());
+    let rro = |mode: &str, ro: bool| VolumeMount {
+        read_only: Some(ro),
+        recursive_read_only: Some(mode.into()),
+        ..mount("data", "/data")
+    };
+    let none = BTreeMap::new();
+    let m = container_mounts(
+        &container(vec![rro("IfPossible", true)]),
+        &vols,
+        &none,
+        false,
+    )
+    .unwrap();
+    assert!(m[0].readonly && !m[0].recursive_read_only);
+    let m = container_mounts(
+        &container(vec![rro("IfPossible", true)]),
+        &vols,
+        &none,
+        true,
+    )
+    .unwrap();
+    assert!(m[0].recursive_read_only);
+    let m = container_mounts(&container(vec![rro("Enabled", true)]), &vols, &none, true).unwrap();
+    assert!(m[0].recursive_read_only);
+    let err =
+        container_mounts(&container(vec![rro("Enabled", true)]), &vols, &none, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not support recursive read-only"),
+        "{err}"
+    );
+    let err =
+        container_mounts(&container(vec![rro("Enabled", false)]), &vols, &none, true).unwrap_err();
+    assert!(err.to_string().contains("requires readOnly"), "{err}");
 }

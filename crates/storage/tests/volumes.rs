@@ -655,3 +655,81 @@ fn unsupported_source_is_an_error() {
     );
     let _ = Container::default();
 }
+
+#[test]
+fn fs_group_on_empty_dir_and_config_map() {
+    use std::os::unix::fs::MetadataExt;
+    common::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = FakeMounter::default();
+    let o = Objects::default().with_config_map("cfg", &[("a", "A")], &[]);
+    let mut c = ctx(&m, &o);
+    c.fs_group = Some(3000);
+    let mv = setup(&pod(), &empty_dir("scratch", None, None), tmp.path(), &c).unwrap();
+    let meta = std::fs::metadata(&mv.host_path).unwrap();
+    assert_eq!(meta.gid(), 3000);
+    assert_eq!(meta.mode() & 0o7777, 0o2777, "setgid, group-writable");
+    let mv = setup(
+        &pod(),
+        &config_map_vol(None, Some(0o400), None),
+        tmp.path(),
+        &c,
+    )
+    .unwrap();
+    let meta = std::fs::metadata(mv.host_path.join("a")).unwrap();
+    assert_eq!(meta.gid(), 3000);
+    assert_eq!(meta.mode() & 0o7777, 0o440, "fsGroup adds group read");
+}
+
+#[test]
+fn projected_token_owned_by_run_as_user() {
+    use std::os::unix::fs::MetadataExt;
+    common::require_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = FakeMounter::default();
+    let o = Objects {
+        token: b"jwt".to_vec(),
+        ..Default::default()
+    };
+    let c = ctx(&m, &o);
+    let mut p = pod();
+    p.spec.as_mut().unwrap().security_context =
+        Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            run_as_user: Some(1001),
+            ..Default::default()
+        });
+    let v = projected(vec![VolumeProjection {
+        service_account_token: Some(ServiceAccountTokenProjection {
+            path: "token".into(),
+            audience: Some("api".into()),
+            expiration_seconds: None,
+        }),
+        ..Default::default()
+    }]);
+    let mv = setup(&p, &v, tmp.path(), &c).unwrap();
+    let meta = std::fs::metadata(mv.host_path.join("token")).unwrap();
+    assert_eq!(meta.uid(), 1001);
+    assert_eq!(meta.mode() & 0o7777, 0o600);
+}
+
+#[test]
+fn teardown_all_cleans_orphans_with_fake_mounter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = FakeMounter::default();
+    let o = Objects::default().with_secret("creds", &[("k", b"v")]);
+    let c = ctx(&m, &o);
+    let s = setup(&pod(), &secret_vol(None, None), tmp.path(), &c).unwrap();
+    let e = setup(&pod(), &empty_dir("scratch", None, None), tmp.path(), &c).unwrap();
+    let mut removed = teardown_all(tmp.path(), &m).unwrap();
+    removed.sort();
+    let mut want = vec![s.host_path.clone(), e.host_path.clone()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert!(m
+        .calls()
+        .contains(&format!("unmount {}", s.host_path.display())));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    assert!(teardown_all(&tmp.path().join("gone"), &m)
+        .unwrap()
+        .is_empty());
+}
