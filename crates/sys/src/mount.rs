@@ -625,3 +625,38 @@ pub fn enter_private_mount_namespace() -> Result<(), MountError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tmpfs_tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(r"/plain\04"), b"/plain\\04");
+    }
+
+    #[test]
+    fn tmpfs_on_a_path_with_a_space_is_a_mount_point() {
+        assert!(
+            crate::privilege::is_root(),
+            "mounts tmpfs: run as root (make test)"
+        );
+        enter_private_mount_namespace().expect("private mount namespace");
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("with space");
+        std::fs::create_dir(&target).unwrap();
+        assert!(!is_mount_point(&target).unwrap());
+        mount_tmpfs(&target, Some(1 << 20), Some(0o700)).unwrap();
+        let mounted = is_mount_point(&target);
+        let mode = std::fs::metadata(&target).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o7777
+        });
+        LinuxMounter.unmount(&target).unwrap();
+        assert!(mounted.unwrap());
+        assert_eq!(mode.unwrap(), 0o700);
+        assert!(!is_mount_point(&target).unwrap());
+        assert!(!is_mount_point(&tmp.path().join("missing")).unwrap());
+    }
+}
