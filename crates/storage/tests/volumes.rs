@@ -733,3 +733,28 @@ fn teardown_all_cleans_orphans_with_fake_mounter() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn teardown_never_deletes_through_a_nested_mount() {
+    common::private_mounts();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Objects::default();
+    let c = ctx(&LinuxMounter, &o);
+    let v = empty_dir("scratch", None, None);
+    let mv = setup(&pod(), &v, tmp.path(), &c).unwrap();
+    // Something (a propagated container mount) is mounted inside the volume.
+    let nested = mv.host_path.join("sub/inner");
+    std::fs::create_dir_all(&nested).unwrap();
+    deckhand_sys::mount::mount_tmpfs(&nested, Some(1 << 20), None).unwrap();
+    let _guard = MountGuard(nested.clone());
+    std::fs::write(nested.join("precious"), "keep").unwrap();
+    let err = teardown(&pod(), &v, tmp.path(), &c).unwrap_err();
+    assert!(
+        err.to_string().contains("a file system is mounted here"),
+        "{err}"
+    );
+    assert_eq!(read(&nested.join("precious")), "keep");
+    LinuxMounter.unmount(&nested).unwrap();
+    teardown(&pod(), &v, tmp.path(), &c).unwrap();
+    assert!(!mv.host_path.exists());
+}

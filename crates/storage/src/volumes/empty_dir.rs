@@ -1,7 +1,7 @@
 //! emptyDir: a directory on the node's disk, or a tmpfs for `medium: Memory` (also the backing
 //! of secret and projected volumes). Also the shared directory helpers of the other plugins.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Pod};
@@ -184,9 +184,51 @@ pub(super) fn remove(dir: &Path, mounter: &dyn Mounter, context: &str) -> Result
             ));
         }
     }
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(context, "remove", dir, e)),
+    let root_dev = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m.dev(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(context, "stat", dir, e)),
+    };
+    remove_same_device(dir, root_dev, context)
+}
+
+/// Remove `path` recursively, refusing to descend into another file system (a mount a
+/// container propagated into the volume, a leftover bind): deleting through it would destroy
+/// data that is not the volume's.
+fn remove_same_device(path: &Path, root_dev: u64, context: &str) -> Result<(), VolumeError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(context, "stat", path, e)),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(path)
+            .or_else(ignore_not_found)
+            .map_err(|e| io_err(context, "remove", path, e));
+    }
+    if meta.dev() != root_dev {
+        return Err(io_err(
+            context,
+            "remove",
+            path,
+            std::io::Error::other("a file system is mounted here; unmount it first"),
+        ));
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|e| io_err(context, "read directory", path, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(context, "read directory", path, e))?;
+        remove_same_device(&entry.path(), root_dev, context)?;
+    }
+    std::fs::remove_dir(path)
+        .or_else(ignore_not_found)
+        .map_err(|e| io_err(context, "remove", path, e))
+}
+
+fn ignore_not_found(e: std::io::Error) -> std::io::Result<()> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Ok(())
+    } else {
+        Err(e)
     }
 }
