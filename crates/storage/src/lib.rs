@@ -15,7 +15,9 @@ pub use atomic_writer::{
     AtomicWriteError, AtomicWriter, FileProjection, FsGroup, Payload, WriteOutcome,
 };
 pub use mounter::{LinuxMounter, Mounter};
-pub use mounts::{container_mounts, ContainerMountError};
+pub use mounts::{
+    clean_sub_paths, container_mounts, ContainerMountError, MountOptions, SafeSubPaths,
+};
 pub use volumes::{
     pod_volumes_dir, setup, teardown, teardown_all, LookupError, MountedVolume, NodeAllocatable,
     ObjectLookup, Plugin, VolumeContext, VolumeError,

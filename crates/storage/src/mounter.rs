@@ -14,6 +14,15 @@ pub trait Mounter: Send + Sync {
     fn unmount(&self, target: &Path) -> Result<(), MountError>;
     /// Whether something is mounted on `target`.
     fn is_mount_point(&self, target: &Path) -> Result<bool, std::io::Error>;
+    /// Bind `base/rel` onto `target` (existing, same kind as the source) without following any
+    /// symlink along `rel`: fails if one was swapped in (the safe subPath bind).
+    fn bind_beneath(
+        &self,
+        base: &Path,
+        rel: &Path,
+        target: &Path,
+        read_only: bool,
+    ) -> Result<(), MountError>;
 }
 
 /// The real thing.
@@ -32,5 +41,15 @@ impl Mounter for LinuxMounter {
 
     fn is_mount_point(&self, target: &Path) -> Result<bool, std::io::Error> {
         deckhand_sys::mount::is_mount_point(target)
+    }
+
+    fn bind_beneath(
+        &self,
+        base: &Path,
+        rel: &Path,
+        target: &Path,
+        read_only: bool,
+    ) -> Result<(), MountError> {
+        deckhand_sys::mount::bind_beneath(base, rel, target, read_only)
     }
 }

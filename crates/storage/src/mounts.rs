@@ -7,7 +7,28 @@ use std::path::{Component, Path, PathBuf};
 use k8s_cri::v1::{Mount, MountPropagation};
 use k8s_openapi::api::core::v1::{Container, VolumeMount};
 
+use crate::mounter::Mounter;
 use crate::volumes::MountedVolume;
+
+/// How [`container_mounts`] treats what the caller's runtime and host allow.
+#[derive(Clone, Copy)]
+pub struct MountOptions<'a> {
+    /// Whether the runtime handler supports recursive read-only mounts (decides
+    /// `recursiveReadOnly: IfPossible`, refuses `Enabled` when false).
+    pub runtime_supports_rro: bool,
+    /// Bind each subPath to `<pod_dir>/volume-subpaths/<volume>/<container>/<index>` through
+    /// [`Mounter::bind_beneath`], so a symlink swapped in after the check cannot redirect the
+    /// runtime's mount. `None` hands the runtime the checked path itself (tests, or runtimes
+    /// that do their own safe open).
+    pub safe_sub_paths: Option<SafeSubPaths<'a>>,
+}
+
+#[derive(Clone, Copy)]
+pub struct SafeSubPaths<'a> {
+    /// `<pods_dir>/<uid>`.
+    pub pod_dir: &'a Path,
+    pub mounter: &'a dyn Mounter,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerMountError {
@@ -42,15 +63,14 @@ pub enum ContainerMountError {
 }
 
 /// CRI mounts for `container`. `volumes` maps volume name → its setup result; `env` is the
-/// container's resolved environment (for `subPathExpr`); `runtime_supports_rro` is whether the
-/// runtime handler reports recursive read-only mounts (decides `recursiveReadOnly:
-/// IfPossible`). Missing subPath directories are created inside the volume (mode of the
-/// volume root), never through a symlink.
+/// container's resolved environment (for `subPathExpr`). Missing subPath directories are
+/// created inside the volume (mode of the volume root), never through a symlink. Blocks on
+/// the file system (and on mounts with [`MountOptions::safe_sub_paths`]).
 pub fn container_mounts(
     container: &Container,
     volumes: &BTreeMap<String, MountedVolume>,
     env: &BTreeMap<String, String>,
-    runtime_supports_rro: bool,
+    opts: &MountOptions<'_>,
 ) -> Result<Vec<Mount>, ContainerMountError> {
     let privileged = container
         .security_context
@@ -61,27 +81,21 @@ pub fn container_mounts(
         .volume_mounts
         .iter()
         .flatten()
-        .map(|m| {
-            one_mount(
-                &container.name,
-                m,
-                volumes,
-                env,
-                privileged,
-                runtime_supports_rro,
-            )
-        })
+        .enumerate()
+        .map(|(i, m)| one_mount(&container.name, i, m, volumes, env, privileged, opts))
         .collect()
 }
 
 fn one_mount(
     container: &str,
+    index: usize,
     m: &VolumeMount,
     volumes: &BTreeMap<String, MountedVolume>,
     env: &BTreeMap<String, String>,
     privileged: bool,
-    supports_rro: bool,
+    opts: &MountOptions<'_>,
 ) -> Result<Mount, ContainerMountError> {
+    let supports_rro = opts.runtime_supports_rro;
     let invalid = |message: String| ContainerMountError::Invalid {
         container: container.to_string(),
         mount: m.name.clone(),
@@ -123,6 +137,12 @@ fn one_mount(
                 source,
             },
         })?
+    };
+    let host_path = match (&opts.safe_sub_paths, sub_path.is_empty()) {
+        (Some(safe), false) => {
+            bind_sub_path(safe, container, index, &m.name, &vol.host_path, &host_path)?
+        }
+        _ => host_path,
     };
     let propagation = match m.mount_propagation.as_deref().unwrap_or("None") {
         "None" => MountPropagation::PropagationPrivate,
@@ -266,4 +286,121 @@ fn resolve_sub_path(volume: &Path, sub_path: &str) -> Result<PathBuf, SubPathErr
         }
     }
     Ok(current)
+}
+
+/// Bind the checked subPath `resolved` (inside `volume`) to its stable per-container path.
+fn bind_sub_path(
+    safe: &SafeSubPaths<'_>,
+    container: &str,
+    index: usize,
+    volume_name: &str,
+    volume: &Path,
+    resolved: &Path,
+) -> Result<PathBuf, ContainerMountError> {
+    let io = |op: &'static str, path: &Path, source: std::io::Error| ContainerMountError::Io {
+        container: container.to_string(),
+        mount: volume_name.to_string(),
+        op,
+        path: path.display().to_string(),
+        source,
+    };
+    let root = volume
+        .canonicalize()
+        .map_err(|e| io("resolve volume", volume, e))?;
+    let rel = resolved.strip_prefix(&root).map_err(|_| {
+        io(
+            "subPath",
+            resolved,
+            std::io::Error::other("not inside the volume"),
+        )
+    })?;
+    let target = safe
+        .pod_dir
+        .join("volume-subpaths")
+        .join(volume_name)
+        .join(container)
+        .join(index.to_string());
+    // A restarted container reuses its index: drop the previous bind first.
+    if safe
+        .mounter
+        .is_mount_point(&target)
+        .map_err(|e| io("check mount point", &target, e))?
+    {
+        safe.mounter
+            .unmount(&target)
+            .map_err(|e| io("unmount", &target, std::io::Error::other(e.to_string())))?;
+    }
+    let is_dir = std::fs::metadata(resolved)
+        .map_err(|e| io("stat", resolved, e))?
+        .is_dir();
+    let parent = target.parent().unwrap_or(safe.pod_dir);
+    std::fs::create_dir_all(parent).map_err(|e| io("create directory", parent, e))?;
+    if is_dir {
+        if !target.is_dir() {
+            let _ = std::fs::remove_file(&target);
+            std::fs::create_dir(&target).map_err(|e| io("create directory", &target, e))?;
+        }
+    } else if !target.is_file() {
+        let _ = std::fs::remove_dir(&target);
+        std::fs::File::create(&target).map_err(|e| io("create file", &target, e))?;
+    }
+    safe.mounter
+        .bind_beneath(&root, rel, &target, false)
+        .map_err(|e| {
+            io(
+                "bind subPath",
+                &target,
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+    Ok(target)
+}
+
+/// Unmount and remove every subPath bind of the pod (`<pod_dir>/volume-subpaths`), after its
+/// containers are gone. Idempotent.
+pub fn clean_sub_paths(pod_dir: &Path, mounter: &dyn Mounter) -> Result<(), std::io::Error> {
+    let root = pod_dir.join("volume-subpaths");
+    let mut stack = vec![(root.clone(), 0)];
+    let mut dirs = Vec::new();
+    while let Some((dir, depth)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        dirs.push(dir.clone());
+        for entry in entries {
+            let path = entry?.path();
+            if depth == 2 {
+                // <volume>/<container>/<index>: a bind target.
+                if mounter.is_mount_point(&path)? {
+                    mounter
+                        .unmount(&path)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                }
+                if mounter.is_mount_point(&path)? {
+                    return Err(std::io::Error::other(format!(
+                        "{} is still mounted",
+                        path.display()
+                    )));
+                }
+                match std::fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir(&path)?,
+                    Ok(_) => std::fs::remove_file(&path)?,
+                    Err(_) => {}
+                }
+            } else {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    // Deepest first; each is empty by now.
+    for dir in dirs.iter().rev() {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -4,7 +4,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use deckhand_storage::mounts::expand_sub_path;
-use deckhand_storage::{container_mounts, ContainerMountError, MountedVolume, Plugin};
+use deckhand_storage::{
+    clean_sub_paths, container_mounts, ContainerMountError, LinuxMounter, MountOptions,
+    MountedVolume, Mounter, Plugin, SafeSubPaths,
+};
+
+fn plain(runtime_supports_rro: bool) -> MountOptions<'static> {
+    MountOptions {
+        runtime_supports_rro,
+        safe_sub_paths: None,
+    }
+}
 use k8s_cri::v1::MountPropagation;
 use k8s_openapi::api::core::v1::{Container, SecurityContext, VolumeMount};
 
@@ -64,7 +74,7 @@ fn plain_mounts_readonly_and_propagation() {
         },
         mount("cfg", "/etc/app"),
     ]);
-    let m = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap();
+    let m = container_mounts(&c, &vols, &BTreeMap::new(), &plain(false)).unwrap();
     assert_eq!(m.len(), 3);
     assert_eq!(m[0].container_path, "/data");
     assert_eq!(m[0].host_path, tmp.path().join("data").to_str().unwrap());
@@ -89,7 +99,7 @@ fn bidirectional_needs_privileged() {
         mount_propagation: Some("Bidirectional".into()),
         ..mount("data", "/data")
     }]);
-    let err = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap_err();
+    let err = container_mounts(&c, &vols, &BTreeMap::new(), &plain(false)).unwrap_err();
     assert!(
         err.to_string().contains("only to privileged containers"),
         "{err}"
@@ -98,7 +108,7 @@ fn bidirectional_needs_privileged() {
         privileged: Some(true),
         ..Default::default()
     });
-    let m = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap();
+    let m = container_mounts(&c, &vols, &BTreeMap::new(), &plain(false)).unwrap();
     assert_eq!(
         m[0].propagation,
         MountPropagation::PropagationBidirectional as i32
@@ -120,7 +130,7 @@ fn sub_path_and_sub_path_expr() {
             ..mount("data", "/mine")
         },
     ]);
-    let m = container_mounts(&c, &vols, &env, false).unwrap();
+    let m = container_mounts(&c, &vols, &env, &plain(false)).unwrap();
     assert_eq!(
         m[0].host_path,
         tmp.path().join("data/logs").to_str().unwrap()
@@ -136,7 +146,7 @@ fn sub_path_and_sub_path_expr() {
         sub_path_expr: Some("$(MISSING)/$(POD_NAME)".into()),
         ..mount("data", "/x")
     }]);
-    let err = container_mounts(&c, &vols, &env, false).unwrap_err();
+    let err = container_mounts(&c, &vols, &env, &plain(false)).unwrap_err();
     assert!(
         err.to_string().contains("missing value for MISSING"),
         "{err}"
@@ -161,7 +171,7 @@ fn sub_path_escapes_are_rejected() {
             sub_path: Some(sub.into()),
             ..mount("data", "/x")
         }]);
-        container_mounts(&c, &vols, &BTreeMap::new(), false)
+        container_mounts(&c, &vols, &BTreeMap::new(), &plain(false))
     };
     let err = try_sub("../outside").unwrap_err();
     assert!(
@@ -199,7 +209,7 @@ fn sub_path_escapes_are_rejected() {
     );
 
     let c = container(vec![mount("nope", "/x")]);
-    let err = container_mounts(&c, &vols, &BTreeMap::new(), false).unwrap_err();
+    let err = container_mounts(&c, &vols, &BTreeMap::new(), &plain(false)).unwrap_err();
     assert!(matches!(err, ContainerMountError::NoVolume { .. }), "{err}");
 }
 
@@ -217,7 +227,7 @@ fn recursive_read_only() {
         &container(vec![rro("IfPossible", true)]),
         &vols,
         &none,
-        false,
+        &plain(false),
     )
     .unwrap();
     assert!(m[0].readonly && !m[0].recursive_read_only);
@@ -225,20 +235,118 @@ fn recursive_read_only() {
         &container(vec![rro("IfPossible", true)]),
         &vols,
         &none,
-        true,
+        &plain(true),
     )
     .unwrap();
     assert!(m[0].recursive_read_only);
-    let m = container_mounts(&container(vec![rro("Enabled", true)]), &vols, &none, true).unwrap();
+    let m = container_mounts(
+        &container(vec![rro("Enabled", true)]),
+        &vols,
+        &none,
+        &plain(true),
+    )
+    .unwrap();
     assert!(m[0].recursive_read_only);
-    let err =
-        container_mounts(&container(vec![rro("Enabled", true)]), &vols, &none, false).unwrap_err();
+    let err = container_mounts(
+        &container(vec![rro("Enabled", true)]),
+        &vols,
+        &none,
+        &plain(false),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .contains("does not support recursive read-only"),
         "{err}"
     );
-    let err =
-        container_mounts(&container(vec![rro("Enabled", false)]), &vols, &none, true).unwrap_err();
+    let err = container_mounts(
+        &container(vec![rro("Enabled", false)]),
+        &vols,
+        &none,
+        &plain(true),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("requires readOnly"), "{err}");
+}
+
+#[test]
+fn safe_sub_path_binds_from_an_opened_descriptor() {
+    assert!(
+        deckhand_sys::privilege::is_root(),
+        "bind mounts: run as root"
+    );
+    deckhand_sys::mount::enter_private_mount_namespace().expect("private mount namespace");
+    let tmp = tempfile::tempdir().unwrap();
+    let vols = volumes(tmp.path());
+    std::fs::write(tmp.path().join("data/logs/app.log"), "hello").unwrap();
+    let pod_dir = tmp.path().join("pod");
+    let opts = MountOptions {
+        runtime_supports_rro: false,
+        safe_sub_paths: Some(SafeSubPaths {
+            pod_dir: &pod_dir,
+            mounter: &LinuxMounter,
+        }),
+    };
+    let c = container(vec![
+        mount("data", "/data"),
+        VolumeMount {
+            sub_path: Some("logs".into()),
+            ..mount("data", "/logs")
+        },
+        VolumeMount {
+            sub_path: Some("logs/app.log".into()),
+            ..mount("data", "/app.log")
+        },
+    ]);
+    let m = container_mounts(&c, &vols, &BTreeMap::new(), &opts).unwrap();
+    let dir_bind = pod_dir.join("volume-subpaths/data/main/1");
+    let file_bind = pod_dir.join("volume-subpaths/data/main/2");
+    struct Cleanup<'a>(&'a Path);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = clean_sub_paths(self.0, &LinuxMounter);
+        }
+    }
+    let _cleanup = Cleanup(&pod_dir);
+    assert_eq!(
+        m[0].host_path,
+        tmp.path().join("data").to_str().unwrap(),
+        "no subPath: no bind"
+    );
+    assert_eq!(m[1].host_path, dir_bind.to_str().unwrap());
+    assert_eq!(m[2].host_path, file_bind.to_str().unwrap());
+    assert!(LinuxMounter.is_mount_point(&dir_bind).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir_bind.join("app.log")).unwrap(),
+        "hello"
+    );
+    assert_eq!(std::fs::read_to_string(&file_bind).unwrap(), "hello");
+    // Again (a container restart): rebinds in place.
+    container_mounts(&c, &vols, &BTreeMap::new(), &opts).unwrap();
+    assert_eq!(std::fs::read_to_string(&file_bind).unwrap(), "hello");
+
+    // A symlink swapped in after the check is refused by the descriptor walk.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, tmp.path().join("data/swapped")).unwrap();
+    let target = tmp.path().join("t");
+    std::fs::create_dir(&target).unwrap();
+    let err = deckhand_sys::mount::bind_beneath(
+        &tmp.path().join("data"),
+        Path::new("swapped"),
+        &target,
+        false,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("is a symlink"), "{err}");
+    assert!(!LinuxMounter.is_mount_point(&target).unwrap());
+
+    clean_sub_paths(&pod_dir, &LinuxMounter).unwrap();
+    assert!(!LinuxMounter.is_mount_point(&dir_bind).unwrap());
+    assert!(!pod_dir.join("volume-subpaths").exists());
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("data/logs/app.log")).unwrap(),
+        "hello",
+        "cleanup never deletes volume data"
+    );
 }

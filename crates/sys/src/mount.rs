@@ -506,6 +506,74 @@ pub(crate) fn mount_overlay_legacy(spec: &OverlaySpec, target: &Path) -> Result<
     Ok(())
 }
 
+/// Bind-mount `base/rel` onto `target` (an existing directory, or file for a file) without
+/// following a symlink anywhere along `rel`: each component is opened with `O_NOFOLLOW` from
+/// the one before, and the bind is made from the opened descriptor (`/proc/self/fd/N`). A
+/// symlink swapped into the path after the caller checked it makes this fail (ELOOP) instead
+/// of mounting what it points to (the kubelet's safe subPath, CVE-2017-1002101). `base` is
+/// trusted as given.
+pub fn bind_beneath(
+    base: &Path,
+    rel: &Path,
+    target: &Path,
+    read_only: bool,
+) -> Result<(), MountError> {
+    let fail = |what: String, source: std::io::Error| MountError::Mount {
+        kind: format!("bind of {} beneath {}", rel.display(), base.display()),
+        target: path_str(target),
+        source: std::io::Error::new(source.kind(), format!("{what}: {source}")),
+    };
+    let open =
+        |dirfd: libc::c_int, name: &CStr, flags: libc::c_int| -> Result<OwnedFd, std::io::Error> {
+            // SAFETY: valid C string; openat returns a new fd or -1.
+            let fd = unsafe {
+                libc::openat(dirfd, name.as_ptr(), flags | libc::O_PATH | libc::O_CLOEXEC)
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: a fresh fd nothing else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+    let base_c = cstring(base).map_err(|e| fail("base".into(), e))?;
+    let mut fd = open(libc::AT_FDCWD, &base_c, libc::O_DIRECTORY)
+        .map_err(|e| fail(format!("open {}", base.display()), e))?;
+    for c in rel.components() {
+        let std::path::Component::Normal(name) = c else {
+            if c == std::path::Component::CurDir {
+                continue;
+            }
+            return Err(invalid(
+                target,
+                format!("{} must be a relative path without '..'", rel.display()),
+            ));
+        };
+        let name_c = CString::new(name.as_bytes()).map_err(|_| {
+            fail(
+                "component".into(),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte in path"),
+            )
+        })?;
+        let next = open(fd.as_raw_fd(), &name_c, libc::O_NOFOLLOW)
+            .map_err(|e| fail(format!("open {}", name.to_string_lossy()), e))?;
+        // SAFETY: stat is plain old data; fstat fills it in.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and out pointer.
+        if unsafe { libc::fstat(next.as_raw_fd(), &mut st) } != 0 {
+            return Err(fail("fstat".into(), std::io::Error::last_os_error()));
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(fail(
+                format!("{} is a symlink", name.to_string_lossy()),
+                std::io::Error::from_raw_os_error(libc::ELOOP),
+            ));
+        }
+        fd = next;
+    }
+    let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    LinuxMounter.bind(&source, target, read_only)
+}
+
 /// Mount a fresh tmpfs on `target` (the kubelet's memory-backed emptyDir, secret and projected
 /// volumes). `size_bytes` becomes `size=`, so writes past it fail with ENOSPC; `None` leaves
 /// the kernel's default (half of RAM). `mode` sets the root directory's permission bits

@@ -143,6 +143,22 @@ impl Mounter for FakeMounter {
     fn is_mount_point(&self, target: &Path) -> Result<bool, std::io::Error> {
         Ok(self.mounted.lock().unwrap().iter().any(|p| p == target))
     }
+    fn bind_beneath(
+        &self,
+        base: &Path,
+        rel: &Path,
+        target: &Path,
+        read_only: bool,
+    ) -> Result<(), deckhand_sys::mount::MountError> {
+        self.calls.lock().unwrap().push(format!(
+            "bind {} {} -> {} ro={read_only}",
+            base.display(),
+            rel.display(),
+            target.display()
+        ));
+        self.mounted.lock().unwrap().push(target.to_path_buf());
+        Ok(())
+    }
 }
 
 impl FakeMounter {
