@@ -5,7 +5,7 @@
 //! `pkg/api/v1/resource` (`PodRequests`/`PodLimits` with init containers and sidecars),
 //! `pkg/kubelet/qos/policy.go` (OOM score adjust) and
 //! `pkg/kubelet/kuberuntime/kuberuntime_container_linux.go` (the CRI container resources).
-//! The resource `Quantity` parser follows `apimachinery/pkg/api/resource` (values round up).
+//! Quantities are parsed by `deckhand_api::quantity` (values round up, as upstream).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,100 +40,16 @@ impl QosClass {
     }
 }
 
-/// A quantity that is not a valid Kubernetes resource quantity.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "quantity {0:?} is not a valid resource quantity (expected e.g. 100m, 1.5, 2Gi, 500M, 1e3)"
-)]
-pub struct QuantityError(pub String);
-
-/// A parsed quantity, kept as an exact fraction so milli-units and bytes both round up exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Exact {
-    num: i128,
-    den: i128,
-}
-
-fn parse_exact(s: &str) -> Result<Exact, QuantityError> {
-    let err = || QuantityError(s.to_string());
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(err());
-    }
-    let (neg, body) = match t.as_bytes()[0] {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let num_end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (number, suffix) = body.split_at(num_end);
-    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-        return Err(err());
-    }
-    let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-    let digits = format!("{int_part}{frac_part}");
-    if digits.len() > 30 {
-        return Err(err());
-    }
-    let mut num: i128 = digits.parse().map_err(|_| err())?;
-    let mut den: i128 = 10i128.pow(frac_part.len() as u32);
-    let (pow2, pow10): (u32, i32) = match suffix {
-        "" => (0, 0),
-        "Ki" => (10, 0),
-        "Mi" => (20, 0),
-        "Gi" => (30, 0),
-        "Ti" => (40, 0),
-        "Pi" => (50, 0),
-        "Ei" => (60, 0),
-        "n" => (0, -9),
-        "u" => (0, -6),
-        "m" => (0, -3),
-        "k" => (0, 3),
-        "M" => (0, 6),
-        "G" => (0, 9),
-        "T" => (0, 12),
-        "P" => (0, 15),
-        "E" => (0, 18),
-        s if s.starts_with(['e', 'E']) => {
-            let e: i32 = s[1..].parse().map_err(|_| err())?;
-            if !(-30..=30).contains(&e) {
-                return Err(err());
-            }
-            (0, e)
-        }
-        _ => return Err(err()),
-    };
-    num = num.checked_mul(1i128 << pow2).ok_or_else(err)?;
-    if pow10 >= 0 {
-        num = num.checked_mul(10i128.pow(pow10 as u32)).ok_or_else(err)?;
-    } else {
-        den = den
-            .checked_mul(10i128.pow((-pow10) as u32))
-            .ok_or_else(err)?;
-    }
-    Ok(Exact {
-        num: if neg { -num } else { num },
-        den,
-    })
-}
-
-fn ceil_div(num: i128, den: i128) -> i64 {
-    let q = num.div_euclid(den) + i128::from(num.rem_euclid(den) != 0);
-    q.clamp(i64::MIN as i128, i64::MAX as i128) as i64
-}
+pub use deckhand_api::quantity::QuantityError;
 
 /// The quantity in milli-units, rounded up (upstream `Quantity.MilliValue`): `100m` → 100, `1.5` → 1500.
 pub fn parse_milli(s: &str) -> Result<i64, QuantityError> {
-    let e = parse_exact(s)?;
-    Ok(ceil_div(e.num.saturating_mul(1000), e.den))
+    deckhand_api::quantity::milli_value_str(s)
 }
 
 /// The quantity in whole units (bytes for memory), rounded up (upstream `Quantity.Value`).
 pub fn parse_value(s: &str) -> Result<i64, QuantityError> {
-    let e = parse_exact(s)?;
-    Ok(ceil_div(e.num, e.den))
+    deckhand_api::quantity::value_str(s)
 }
 
 /// Milli-units of a quantity the API server already validated; an invalid one counts as zero.
