@@ -138,13 +138,6 @@ pub fn name_suffix() -> String {
         .collect()
 }
 
-/// The object with metadata.resourceVersion removed, for "did anything change" checks.
-pub fn without_rv(obj: &Value) -> Value {
-    let mut o = obj.clone();
-    meta_mut(&mut o).remove("resourceVersion");
-    o
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,13 @@
 //! embedded SQLite (default) and etcd v3. The watch cache sits above a backend and serves
 //! lists and watches from memory; the REST layer only ever talks to the watch cache.
 
+mod live;
+pub mod memory;
+pub mod sqlite;
+
+pub use memory::{MemoryBackend, MemoryConfig};
+pub use sqlite::{Durability, SqliteBackend, SqliteConfig};
+
 use std::pin::Pin;
 
 use futures::Stream;
@@ -28,8 +35,13 @@ pub struct KeyValue {
 /// delete's own revision in `kv.mod_revision`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Put { kv: KeyValue, prev: Option<KeyValue> },
-    Deleted { kv: KeyValue },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
+    Deleted {
+        kv: KeyValue,
+    },
 }
 
 impl Event {
@@ -61,14 +73,24 @@ pub enum StoreError {
     AlreadyExists(String),
     /// Optimistic concurrency failed: the caller's revision is not the key's current one.
     #[error("key {key}: revision {expected} is stale (current {current})")]
-    Conflict { key: String, expected: Revision, current: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: Revision,
+    },
     /// The requested revision was compacted away: the client must relist (HTTP 410 Gone).
     #[error("revision {requested} has been compacted (oldest available {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The requested revision is newer than the store's: a client from the future (HTTP 504/500
     /// upstream: "Too large resource version").
     #[error("revision {requested} is newer than the store's current revision {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("storage backend: {0}")]
     Backend(String),
 }
