@@ -246,7 +246,10 @@ mod tests {
         let pods = reg.find("", "v1", "pods").unwrap();
         assert!(pods.namespaced);
         assert_eq!(pods.kind, "Pod");
-        assert_eq!(pods.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
         let nodes = reg.find("", "v1", "nodes").unwrap();
         assert!(!nodes.namespaced);
         assert_eq!(nodes.key(None, "n1"), "/registry/nodes/n1");

@@ -135,10 +135,13 @@ async fn bootstrap(store: &dyn Backend) -> Result<(), ServerError> {
         .expect("namespaces are in the registry");
     for name in SYSTEM_NAMESPACES {
         let key = info.key(None, name);
-        let present = store.get(&key).await.map_err(|source| ServerError::Bootstrap {
-            name: name.to_string(),
-            source,
-        })?;
+        let present = store
+            .get(&key)
+            .await
+            .map_err(|source| ServerError::Bootstrap {
+                name: name.to_string(),
+                source,
+            })?;
         if present.is_some() {
             continue;
         }
@@ -148,7 +151,10 @@ async fn bootstrap(store: &dyn Backend) -> Result<(), ServerError> {
                          "labels": {"kubernetes.io/metadata.name": name}},
             "spec": {}, "status": {"phase": "Active"},
         });
-        match store.create(&key, serde_json::to_vec(&ns).unwrap_or_default()).await {
+        match store
+            .create(&key, serde_json::to_vec(&ns).unwrap_or_default())
+            .await
+        {
             Ok(_) | Err(crate::store::StoreError::AlreadyExists(_)) => {}
             Err(source) => {
                 return Err(ServerError::Bootstrap {
@@ -167,16 +173,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     std::fs::create_dir_all(&server_dir).map_err(io_err(&server_dir))?;
     let token = load_token(&config.data_dir, config.token.clone())?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+    let addr = listener
+        .local_addr()
         .map_err(|source| ServerError::Listen {
             addr: config.listen,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Listen {
-        addr: config.listen,
-        source,
-    })?;
 
     let mut sans = Vec::new();
     if !addr.ip().is_unspecified() {

@@ -338,13 +338,14 @@ mod tests {
     fn ca_survives_restart_and_serving_cert_is_reissued() {
         let dir = tempfile::tempdir().unwrap();
         let a = TlsAssets::load_or_create(dir.path(), &["127.0.0.1".into()]).unwrap();
-        let b =
-            TlsAssets::load_or_create(dir.path(), &["127.0.0.1".into(), "example.test".into()])
-                .unwrap();
+        let b = TlsAssets::load_or_create(dir.path(), &["127.0.0.1".into(), "example.test".into()])
+            .unwrap();
         assert_eq!(a.ca_pem, b.ca_pem);
         assert_eq!(a.admin_cert_pem, b.admin_cert_pem);
         assert_ne!(a.serving_cert_pem, b.serving_cert_pem);
         b.server_config().unwrap();
-        assert!(b.admin_kubeconfig("https://127.0.0.1:6443").contains("client-key-data"));
+        assert!(b
+            .admin_kubeconfig("https://127.0.0.1:6443")
+            .contains("client-key-data"));
     }
 }

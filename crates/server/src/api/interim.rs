@@ -41,7 +41,10 @@ pub mod patch {
         }
     }
 
-    fn pointer_parent<'a>(doc: &'a mut Value, path: &str) -> Result<(&'a mut Value, String), PatchError> {
+    fn pointer_parent<'a>(
+        doc: &'a mut Value,
+        path: &str,
+    ) -> Result<(&'a mut Value, String), PatchError> {
         let (parent, last) = path
             .rsplit_once('/')
             .ok_or_else(|| PatchError::Invalid(format!("bad path {path:?}")))?;
@@ -117,14 +120,17 @@ pub mod patch {
         patch: &[u8],
     ) -> Result<Value, PatchError> {
         let patch: Value = match kind {
-            PatchKind::Apply => serde_yaml::from_slice(patch)
-                .map_err(|e| PatchError::Malformed(e.to_string()))?,
+            PatchKind::Apply => {
+                serde_yaml::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?
+            }
             _ => serde_json::from_slice(patch).map_err(|e| PatchError::Malformed(e.to_string()))?,
         };
         let mut out = original.clone();
         match kind {
             PatchKind::Json => json_patch(&mut out, &patch)?,
-            PatchKind::Merge | PatchKind::StrategicMerge | PatchKind::Apply => merge(&mut out, &patch),
+            PatchKind::Merge | PatchKind::StrategicMerge | PatchKind::Apply => {
+                merge(&mut out, &patch)
+            }
         }
         Ok(out)
     }

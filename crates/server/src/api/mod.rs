@@ -6,6 +6,7 @@ mod handlers;
 mod interim;
 mod object;
 mod openapi;
+mod protobuf;
 pub mod status;
 mod validate;
 
@@ -157,7 +158,11 @@ async fn dispatch(state: Arc<ApiState>, req: Request<Body>) -> Response {
         .unwrap_or(User::Anonymous);
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_string();
-    let path = if path.is_empty() { "/".to_string() } else { path };
+    let path = if path.is_empty() {
+        "/".to_string()
+    } else {
+        path
+    };
 
     // Liveness and version are public, as kube-apiserver's system:public-info-viewer makes them.
     match path.as_str() {

@@ -22,7 +22,9 @@ fn gv_path(group: &str, version: &str) -> String {
 }
 
 pub fn serve(path: &str) -> Response {
-    let rest = path.trim_start_matches("/openapi/v3").trim_start_matches('/');
+    let rest = path
+        .trim_start_matches("/openapi/v3")
+        .trim_start_matches('/');
     if rest.is_empty() {
         let mut paths = Map::new();
         for (g, v) in registry().groups() {

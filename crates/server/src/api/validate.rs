@@ -114,7 +114,9 @@ pub fn check(
                     .map(|f| format!("unknown field \"{f}\""))
                     .collect::<Vec<_>>()
                     .join(", ");
-                return Err(ApiError::bad_request(format!("strict decoding error: {list}")));
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {list}"
+                )));
             }
             warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")));
         }
@@ -185,7 +187,11 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
     } else if name_is_label(info) && !is_label(name) {
         errs.push(FieldError::invalid("metadata.name", name, DNS1123_LABEL));
     } else if !name_is_label(info) && !is_subdomain(name) && info.resource != "events" {
-        errs.push(FieldError::invalid("metadata.name", name, DNS1123_SUBDOMAIN));
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            DNS1123_SUBDOMAIN,
+        ));
     }
     if info.group.is_empty() && info.resource == "pods" {
         let containers = obj["spec"]["containers"].as_array();
@@ -196,7 +202,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
                 for (i, ctr) in c.iter().enumerate() {
                     let cname = ctr["name"].as_str().unwrap_or_default();
                     if cname.is_empty() {
-                        errs.push(FieldError::required(format!("spec.containers[{i}].name"), ""));
+                        errs.push(FieldError::required(
+                            format!("spec.containers[{i}].name"),
+                            "",
+                        ));
                     } else if !is_label(cname) {
                         errs.push(FieldError::invalid(
                             format!("spec.containers[{i}].name"),
@@ -205,7 +214,10 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> ApiResult<()> {
                         ));
                     }
                     if ctr["image"].as_str().unwrap_or_default().is_empty() {
-                        errs.push(FieldError::required(format!("spec.containers[{i}].image"), ""));
+                        errs.push(FieldError::required(
+                            format!("spec.containers[{i}].image"),
+                            "",
+                        ));
                     }
                 }
             }
@@ -224,40 +236,73 @@ fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
+/// Upstream's defaults for a pod spec (in pods and in pod templates).
+fn default_pod_spec(spec: &mut Value) {
+    if let Some(spec) = spec.as_object_mut() {
+        set_default(spec, "restartPolicy", "Always".into());
+        set_default(spec, "dnsPolicy", "ClusterFirst".into());
+        set_default(spec, "terminationGracePeriodSeconds", 30.into());
+        set_default(spec, "schedulerName", "default-scheduler".into());
+        set_default(spec, "serviceAccountName", "default".into());
+        set_default(spec, "enableServiceLinks", true.into());
+        set_default(spec, "securityContext", Value::Object(Map::new()));
+        if let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut) {
+            for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                // Upstream: Always for :latest or no tag, IfNotPresent otherwise.
+                let last = image.rsplit('/').next().unwrap_or_default();
+                let tag = last.split_once(':').map(|(_, t)| t);
+                let policy = if image.contains('@') || tag.is_some_and(|t| t != "latest") {
+                    "IfNotPresent"
+                } else {
+                    "Always"
+                };
+                set_default(c, "imagePullPolicy", policy.into());
+                set_default(c, "terminationMessagePath", "/dev/termination-log".into());
+                set_default(c, "terminationMessagePolicy", "File".into());
+                set_default(c, "resources", Value::Object(Map::new()));
+            }
+        }
+    }
+}
+
 /// Upstream's defaults for the fields users look at (`kubectl get -o yaml` shows them).
 pub fn default(info: &ResourceInfo, obj: &mut Value) {
+    if info.group == "apps" {
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            if info.resource != "daemonsets" {
+                set_default(spec, "replicas", 1.into());
+            }
+            set_default(spec, "revisionHistoryLimit", 10.into());
+            if info.resource == "deployments" {
+                set_default(spec, "progressDeadlineSeconds", 600.into());
+                let strategy = spec
+                    .entry("strategy")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Some(s) = strategy.as_object_mut() {
+                    set_default(s, "type", "RollingUpdate".into());
+                    if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                        set_default(
+                            s,
+                            "rollingUpdate",
+                            serde_json::json!({"maxSurge": "25%", "maxUnavailable": "25%"}),
+                        );
+                    }
+                }
+            }
+            if let Some(pod) = spec.get_mut("template").and_then(|t| t.get_mut("spec")) {
+                default_pod_spec(pod);
+            }
+        }
+        return;
+    }
     if !info.group.is_empty() {
         return;
     }
     match info.resource {
         "pods" => {
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                set_default(spec, "restartPolicy", "Always".into());
-                set_default(spec, "dnsPolicy", "ClusterFirst".into());
-                set_default(spec, "terminationGracePeriodSeconds", 30.into());
-                set_default(spec, "schedulerName", "default-scheduler".into());
-                set_default(spec, "serviceAccountName", "default".into());
-                set_default(spec, "enableServiceLinks", true.into());
-                set_default(spec, "securityContext", Value::Object(Map::new()));
-                if let Some(containers) = spec.get_mut("containers").and_then(Value::as_array_mut)
-                {
-                    for c in containers.iter_mut().filter_map(Value::as_object_mut) {
-                        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
-                        // Upstream: Always for :latest or no tag, IfNotPresent otherwise.
-                        let last = image.rsplit('/').next().unwrap_or_default();
-                        let tag = last.split_once(':').map(|(_, t)| t);
-                        let policy = if image.contains('@') || tag.is_some_and(|t| t != "latest")
-                        {
-                            "IfNotPresent"
-                        } else {
-                            "Always"
-                        };
-                        set_default(c, "imagePullPolicy", policy.into());
-                        set_default(c, "terminationMessagePath", "/dev/termination-log".into());
-                        set_default(c, "terminationMessagePolicy", "File".into());
-                        set_default(c, "resources", Value::Object(Map::new()));
-                    }
-                }
+            if let Some(spec) = obj.get_mut("spec") {
+                default_pod_spec(spec);
             }
             if let Some(root) = obj.as_object_mut() {
                 let status = root
@@ -320,7 +365,11 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(err.code, 400);
-        assert!(err.message.contains("unknown field \"bogus\""), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field \"bogus\""),
+            "{}",
+            err.message
+        );
         let ok = check(cm, body, Some("default"), FieldValidation::Warn).unwrap();
         assert_eq!(ok.warnings, vec!["unknown field \"bogus\"".to_string()]);
         assert_eq!(ok.object["metadata"]["namespace"], "default");
@@ -333,7 +382,11 @@ mod tests {
             "spec": {"containers": [{"name": "c"}]}});
         let err = validate(pods, &pod).unwrap_err();
         assert_eq!(err.code, 422);
-        assert!(err.message.starts_with("Pod \"Bad_Name\" is invalid: [metadata.name: Invalid value"));
-        assert!(err.message.contains("spec.containers[0].image: Required value"));
+        assert!(err
+            .message
+            .starts_with("Pod \"Bad_Name\" is invalid: [metadata.name: Invalid value"));
+        assert!(err
+            .message
+            .contains("spec.containers[0].image: Required value"));
     }
 }

@@ -54,7 +54,7 @@ pub(crate) async fn create_object(
             m.remove(k);
         }
         // Objects with a spec track spec changes in generation (pods do not, before 1.33).
-        if obj_has_spec(&obj) && info.resource != "pods" {
+        if obj_has_spec(&obj) && !matches!(info.resource, "pods" | "namespaces") {
             object::meta_mut(&mut obj).insert("generation".into(), Value::from(1));
         }
     }
@@ -98,7 +98,9 @@ pub(crate) async fn create_object(
                 object::set_resource_version(&mut obj, rev);
                 return Ok((obj, StatusCode::CREATED));
             }
-            Err(StoreError::AlreadyExists(_)) if generate.is_some() && attempt < GENERATE_ATTEMPTS => {
+            Err(StoreError::AlreadyExists(_))
+                if generate.is_some() && attempt < GENERATE_ATTEMPTS =>
+            {
                 attempt += 1;
                 let g = generate.as_deref().unwrap_or_default();
                 object::meta_mut(&mut obj).insert(

@@ -70,13 +70,18 @@ async fn delete_one(
 ) -> ApiResult<(StatusCode, Value)> {
     let info = req.info;
     let name = object::name(&obj).to_string();
-    let uid = object::meta(&obj)["uid"].as_str().unwrap_or_default().to_string();
+    let uid = object::meta(&obj)["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if let Some(want) = &opts.uid {
         if *want != uid {
             return Err(ApiError::conflict(
                 info,
                 &name,
-                &format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"
+                ),
             ));
         }
     }
@@ -104,10 +109,18 @@ async fn delete_one(
     // stop and goes at once.
     let mut grace = 0;
     if info.group.is_empty() && info.resource == "pods" {
-        let spec_grace = obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30);
+        let spec_grace = obj["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(30);
         grace = opts.grace.unwrap_or(spec_grace).max(0);
-        let unscheduled = obj["spec"]["nodeName"].as_str().unwrap_or_default().is_empty();
-        let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        let unscheduled = obj["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .is_empty();
+        let finished = matches!(
+            obj["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        );
         if unscheduled || finished {
             grace = 0;
         }
@@ -132,7 +145,10 @@ async fn delete_one(
         let before = obj.clone();
         let m = object::meta_mut(&mut obj);
         if grace > 0 || m.get("deletionTimestamp").is_none_or(Value::is_null) {
-            m.insert("deletionTimestamp".into(), Value::String(object::time_after(grace)));
+            m.insert(
+                "deletionTimestamp".into(),
+                Value::String(object::time_after(grace)),
+            );
         }
         m.insert("deletionGracePeriodSeconds".into(), Value::from(grace));
         if !finalizers.is_empty() {
@@ -200,11 +216,15 @@ pub async fn delete_collection(req: &ResourceRequest) -> ApiResult<Response> {
     let page = super::list::read(req, &filter).await?;
     let mut items = Vec::new();
     for obj in page.items {
-        let key = req
-            .info
-            .key(object::namespace(&obj), object::name(&obj));
+        let key = req.info.key(object::namespace(&obj), object::name(&obj));
         // Re-read: each object is deleted at its own latest revision.
-        let Some(kv) = req.state.store.get(&key).await.map_err(|e| req.store_error(e))? else {
+        let Some(kv) = req
+            .state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| req.store_error(e))?
+        else {
             continue;
         };
         let current = object::decode(req.info, &kv)?;

@@ -57,6 +57,13 @@ impl ResourceRequest {
             return serde_yaml::from_slice(&self.body)
                 .map_err(|e| ApiError::bad_request(format!("the body is not valid YAML: {e}")));
         }
+        if ct.starts_with("application/vnd.kubernetes.protobuf") {
+            return crate::api::protobuf::decode(&self.body).map_err(|e| {
+                let mut err = ApiError::unsupported_media_type(ct);
+                err.message = e.to_string();
+                err
+            });
+        }
         if !(ct.starts_with("application/json") || ct.starts_with("*/*") || ct.is_empty()) {
             return Err(ApiError::unsupported_media_type(ct));
         }
@@ -98,17 +105,15 @@ pub(crate) struct Filter {
 impl Filter {
     pub fn new(req: &ResourceRequest) -> ApiResult<Filter> {
         let labels = match req.params.label_selector.as_deref() {
-            Some(s) if !s.trim().is_empty() => Some(
-                LabelSelector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse labelSelector {s:?}: {e}")))?,
-            ),
+            Some(s) if !s.trim().is_empty() => Some(LabelSelector::parse(s).map_err(|e| {
+                ApiError::bad_request(format!("unable to parse labelSelector {s:?}: {e}"))
+            })?),
             _ => None,
         };
         let fields = match req.params.field_selector.as_deref() {
-            Some(s) if !s.trim().is_empty() => Some(
-                FieldSelector::parse(s)
-                    .map_err(|e| ApiError::bad_request(format!("unable to parse fieldSelector {s:?}: {e}")))?,
-            ),
+            Some(s) if !s.trim().is_empty() => Some(FieldSelector::parse(s).map_err(|e| {
+                ApiError::bad_request(format!("unable to parse fieldSelector {s:?}: {e}"))
+            })?),
             _ => None,
         };
         Ok(Filter { labels, fields })

@@ -81,7 +81,10 @@ pub(crate) async fn write(
                 }
             }
         }
-        m.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+        m.insert(
+            "resourceVersion".into(),
+            Value::String(kv.mod_revision.to_string()),
+        );
     }
     validate::default(info, &mut new);
     validate::validate(info, &new)?;

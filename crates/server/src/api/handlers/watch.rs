@@ -38,7 +38,11 @@ struct Encoder {
 impl Encoder {
     fn event(&self, kind: &str, obj: &Value) -> Bytes {
         let object = if self.table {
-            table::to_table(self.info.resource, std::slice::from_ref(obj), self.include_object)
+            table::to_table(
+                self.info.resource,
+                std::slice::from_ref(obj),
+                self.include_object,
+            )
         } else {
             obj.clone()
         };
@@ -81,7 +85,8 @@ pub async fn watch(mut req: ResourceRequest) -> ApiResult<Response> {
         include_object: req.include_object(),
     };
     let rv = req.params.resource_version.clone();
-    let initial_wanted = req.params.send_initial_events || matches!(rv.as_deref(), None | Some("0"));
+    let initial_wanted =
+        req.params.send_initial_events || matches!(rv.as_deref(), None | Some("0"));
     let (initial, from) = if initial_wanted {
         let mut listing = ResourceRequest {
             params: req.params.clone(),
@@ -105,8 +110,13 @@ pub async fn watch(mut req: ResourceRequest) -> ApiResult<Response> {
     let stream = req.state.store.watch(&prefix, from).await;
     let mut stream = match stream {
         Ok(s) => Some(s),
-        Err(StoreError::Compacted { requested, compacted }) => {
-            let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
+            let e = ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            ));
             let _ = tx.try_send(enc.error(&e));
             None
         }
