@@ -37,9 +37,10 @@ pub enum Command {
     /// Run the container runtime alone, serving CRI v1 gRPC (images, pod sandboxes, containers,
     /// exec, logs, stats) until SIGINT or SIGTERM. Containers keep running when it stops.
     Runtime(RuntimeArgs),
-    /// Internal: the per-pod supervisor the runtime starts (never run by hand).
+    /// Internal: one container operation (create, start, delete, exec) run by a pod's shim,
+    /// `deckhand-shim` (never run by hand).
     #[command(hide = true)]
-    Shim(ShimArgs),
+    Oci(OciArgs),
     /// Run the control plane's Kubernetes API server (HTTPS) until SIGINT or SIGTERM. Writes
     /// an admin kubeconfig to `<data-dir>/kubeconfig.yaml` for kubectl.
     Server(ServerArgs),
@@ -70,13 +71,11 @@ pub struct ServerArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ShimArgs {
-    /// The pod sandbox this shim supervises.
-    #[arg(long)]
-    pub sandbox_id: String,
-    /// Control socket to listen on.
-    #[arg(long)]
-    pub socket: std::path::PathBuf,
+pub struct OciArgs {
+    /// create, start, delete or exec.
+    pub op: deckhand_runtime::shim::oci::Op,
+    /// The container.
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,6 @@ mod image_cmd;
 mod progress;
 mod runtime_cmd;
 mod server_cmd;
-mod shim_cmd;
 
 use clap::Parser;
 
@@ -14,13 +13,15 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     // A long-running server says what it serves and when it stops; one-shot commands stay quiet.
     let default_level = match cli.command {
-        cli::Command::Runtime(_) | cli::Command::Shim(_) | cli::Command::Server(_) => "info",
+        cli::Command::Runtime(_) | cli::Command::Oci(_) | cli::Command::Server(_) => "info",
         cli::Command::Image(_) => "warn",
     };
     init_tracing(cli.log_level.as_deref().unwrap_or(default_level));
-    // The shim forks containers from a single thread: it must start before any async runtime.
-    if let cli::Command::Shim(args) = &cli.command {
-        return shim_cmd::run(&cli.data_dir, args);
+    // libcontainer forks: container operations run before any async runtime starts threads.
+    if let cli::Command::Oci(args) = &cli.command {
+        let config = deckhand_runtime::cri::containers_config(&cli.data_dir);
+        let code = deckhand_runtime::shim::oci::run(config, args.op, &args.id);
+        return std::process::ExitCode::from(code as u8);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,7 +48,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Image(args) => image_cmd::run(&cli.data_dir, args).await,
         cli::Command::Runtime(args) => runtime_cmd::run(&cli.data_dir, args).await,
         cli::Command::Server(args) => server_cmd::run(&cli.data_dir, args).await,
-        cli::Command::Shim(_) => unreachable!("the shim runs before the async runtime starts"),
+        cli::Command::Oci(_) => unreachable!("oci runs before the async runtime starts"),
     }
 }
 

@@ -334,6 +334,74 @@ pub fn oom_score_adj(path: &Path) -> Result<i32, ProcessError> {
     })
 }
 
+/// Start `cmd` with extra descriptors: each `(fd, target)` becomes descriptor number `target`
+/// in the child (3, 4, … by convention), every other descriptor of the caller stays closed
+/// (std opens everything close-on-exec). The child also starts with an empty signal mask: a
+/// supervisor that blocks SIGCHLD for its signalfd must not hand that mask to the processes it
+/// starts (a container init with SIGCHLD blocked cannot reap).
+pub fn spawn_with_fds(
+    cmd: &mut std::process::Command,
+    fds: &[(std::os::fd::BorrowedFd<'_>, i32)],
+) -> std::io::Result<std::process::Child> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    // Move every source above the targets first, so that mapping never overwrites a source
+    // still to be mapped (fd 4 → 3 while fd 3 → 4). The copies are close-on-exec; dup2 in the
+    // child clears the flag on the target only.
+    let high: Vec<(OwnedFd, i32)> = fds
+        .iter()
+        .map(|(fd, target)| Ok((fd.try_clone_to_owned_above(64)?, *target)))
+        .collect::<std::io::Result<_>>()?;
+    let pairs: Vec<(i32, i32)> = high.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (sigprocmask, dup2) on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            for &(from, to) in &pairs {
+                if libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(high);
+    child
+}
+
+/// Duplicating a descriptor to a number at or above a floor (close-on-exec).
+trait DupAbove {
+    fn try_clone_to_owned_above(&self, floor: i32) -> std::io::Result<std::os::fd::OwnedFd>;
+}
+
+impl DupAbove for std::os::fd::BorrowedFd<'_> {
+    fn try_clone_to_owned_above(&self, floor: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: F_DUPFD_CLOEXEC on a valid descriptor returns a new one we own.
+        let fd = unsafe { libc::fcntl(self.as_raw_fd(), libc::F_DUPFD_CLOEXEC, floor) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+/// Take ownership of descriptor `fd` inherited from the parent (by [`spawn_with_fds`]), or
+/// `None` when it is not open.
+pub fn inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor is open and, by the spawn contract, ours alone.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

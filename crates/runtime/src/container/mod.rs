@@ -20,7 +20,10 @@ mod exec;
 mod kill;
 mod start;
 mod stats;
-mod status;
+/// Status records are the shim's format (it writes exits); the container layer shares it.
+mod status {
+    pub use deckhand_shim::state::{ContainerState, ContainerStatus, ExitRecord};
+}
 mod update;
 mod wait;
 
@@ -128,6 +131,15 @@ impl Runtime {
     /// Create the data directories and make this process a child subreaper, so that container
     /// inits created by forked helpers become its children.
     pub fn new(config: RuntimeConfig) -> Result<Self, ContainerError> {
+        let rt = Self::with_dirs(config)?;
+        deckhand_sys::process::set_child_subreaper()
+            .map_err(|e| ContainerError::Setup(e.to_string()))?;
+        Ok(rt)
+    }
+
+    /// Create the data directories, without becoming a subreaper: for `deckhand oci`, whose
+    /// containers are reparented to the shim that runs it.
+    pub fn with_dirs(config: RuntimeConfig) -> Result<Self, ContainerError> {
         let rt = Self {
             state_root: config.data_dir.join("state"),
             bundle_root: config.data_dir.join("bundles"),
@@ -140,8 +152,6 @@ impl Runtime {
             std::fs::create_dir_all(dir)
                 .map_err(|e| ContainerError::Setup(format!("{}: {e}", dir.display())))?;
         }
-        deckhand_sys::process::set_child_subreaper()
-            .map_err(|e| ContainerError::Setup(e.to_string()))?;
         Ok(rt)
     }
 
@@ -175,7 +185,12 @@ impl Runtime {
     }
 
     fn status_path(&self, id: &str) -> PathBuf {
-        self.status_root.join(format!("{id}.json"))
+        deckhand_shim::state::status_path(&self.status_root, id)
+    }
+
+    /// Where the status records live (the shim writes exits there).
+    pub fn status_dir(&self) -> &Path {
+        &self.status_root
     }
 
     fn load_libcontainer(

@@ -51,18 +51,9 @@ impl Runtime {
     /// The container's current state: the recorded status, corrected by whether its init still
     /// exists (an init that died but was not yet waited for shows as stopped, without exit).
     pub fn state(&self, id: &str) -> Result<ContainerState, ContainerError> {
-        let path = self.status_path(id);
-        let mut state = match ContainerState::load(&path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ContainerError::NotFound { id: id.into() })
-            }
-            Err(e) => return Err(io_err(id, "read status", &path)(e)),
-        };
-        if state.exit.is_none() && state.status != ContainerStatus::Stopped && !alive(state.pid) {
-            state.status = ContainerStatus::Stopped;
-        }
-        Ok(state)
+        deckhand_shim::state::current_state(&self.status_root, id)
+            .map_err(io_err(id, "read status", &self.status_path(id)))?
+            .ok_or_else(|| ContainerError::NotFound { id: id.into() })
     }
 }
 
@@ -78,16 +69,4 @@ fn notify_start(sock: &Path) -> std::io::Result<()> {
         UnixStream::connect(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))?
     };
     stream.write_all(b"start container")
-}
-
-/// The process exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|s| s != "Z" && s != "X"),
-        Err(_) => false,
-    }
 }

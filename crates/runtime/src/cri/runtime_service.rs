@@ -44,8 +44,10 @@ pub fn containers_config(data_dir: &Path) -> RuntimeConfig {
 /// How the RuntimeService is set up.
 pub struct RuntimeServiceConfig {
     pub data_dir: PathBuf,
-    /// The `deckhand` binary (its `shim` command starts a pod's shim).
+    /// The per-pod shim executable (`deckhand-shim`).
     pub shim_binary: PathBuf,
+    /// The `deckhand` executable the shims run as `deckhand oci` for container operations.
+    pub helper_binary: PathBuf,
     /// Pod networking; `None`: only host-network pods can run.
     pub network: Option<Arc<dyn PodNetwork>>,
 }
@@ -62,6 +64,7 @@ struct Inner {
     data_dir: PathBuf,
     images: ImageStore,
     shim_binary: PathBuf,
+    helper_binary: PathBuf,
     oci: Runtime,
     network: Option<Arc<dyn PodNetwork>>,
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
@@ -100,6 +103,7 @@ impl RuntimeService {
                 data_dir: config.data_dir,
                 images,
                 shim_binary: config.shim_binary,
+                helper_binary: config.helper_binary,
                 oci,
                 network: config.network,
                 sandboxes: Mutex::new(sandboxes),
@@ -443,8 +447,12 @@ impl Inner {
         };
         std::fs::write(dir.join("hosts"), hosts).map_err(internal)?;
         let (_, pid) = ShimClient::spawn(
-            &self.shim_binary,
-            &self.data_dir,
+            &crate::shim::client::ShimCommand {
+                shim: &self.shim_binary,
+                helper: &self.helper_binary,
+                data_dir: &self.data_dir,
+                status_dir: self.oci.status_dir(),
+            },
             &record.id,
             &self.layout.shim_socket(&record.id),
             &dir.join("shim.log"),

@@ -25,8 +25,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The socket path (see [`socket_path`] for `unix://` endpoints).
     pub socket: PathBuf,
-    /// The `deckhand` binary, whose `shim` command starts a pod's shim.
+    /// The per-pod shim executable (`deckhand-shim`).
     pub shim_binary: PathBuf,
+    /// The `deckhand` executable whose `oci` command the shims run for container operations.
+    pub helper_binary: PathBuf,
     /// Pod networking (CNI); `None`: only host-network pods can run.
     pub network: Option<std::sync::Arc<dyn super::PodNetwork>>,
     /// Where the streaming server (exec, attach, port-forward URLs) listens.
@@ -34,12 +36,16 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A server for `data_dir` on `socket`, with shims started from this executable.
+    /// A server for `data_dir` on `socket`. This executable is the shims' helper, and the shim
+    /// is `deckhand-shim` next to it (both are installed together, as containerd and its
+    /// shims are).
     pub fn new(data_dir: impl Into<PathBuf>, socket: impl Into<PathBuf>) -> ServerConfig {
+        let helper_binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("deckhand"));
         ServerConfig {
             data_dir: data_dir.into(),
             socket: socket.into(),
-            shim_binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("deckhand")),
+            shim_binary: helper_binary.with_file_name("deckhand-shim"),
+            helper_binary,
             network: None,
             stream_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
@@ -52,6 +58,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("data_dir", &self.data_dir)
             .field("socket", &self.socket)
             .field("shim_binary", &self.shim_binary)
+            .field("helper_binary", &self.helper_binary)
             .field("network", &self.network.is_some())
             .field("stream_address", &self.stream_address)
             .finish()
@@ -127,6 +134,7 @@ impl CriServer {
             super::RuntimeServiceConfig {
                 data_dir: config.data_dir.clone(),
                 shim_binary: config.shim_binary.clone(),
+                helper_binary: config.helper_binary.clone(),
                 network: config.network.clone(),
             },
             store.clone(),

@@ -37,6 +37,17 @@ pub enum ShimClientError {
     },
 }
 
+/// How to start a shim: its executable, and the `deckhand` it runs for container operations.
+#[derive(Debug, Clone, Copy)]
+pub struct ShimCommand<'a> {
+    pub shim: &'a Path,
+    pub helper: &'a Path,
+    /// `deckhand --data-dir` for the helper.
+    pub data_dir: &'a Path,
+    /// Where the containers' status records live.
+    pub status_dir: &'a Path,
+}
+
 /// Talks to one pod's shim.
 #[derive(Debug, Clone)]
 pub struct ShimClient {
@@ -54,11 +65,10 @@ impl ShimClient {
         &self.socket
     }
 
-    /// Spawn `deckhand shim` (`binary`) for a sandbox and wait until it answers. The shim's own
-    /// log goes to `log`.
+    /// Spawn the shim for a sandbox and wait until it answers. The shim's own log goes to
+    /// `log`.
     pub async fn spawn(
-        binary: &Path,
-        data_dir: &Path,
+        command: &ShimCommand<'_>,
         sandbox_id: &str,
         socket: &Path,
         log: &Path,
@@ -70,14 +80,18 @@ impl ShimClient {
             .map_err(|e| ShimClientError::Spawn(format!("{}: {e}", log.display())))?;
         // Not `output()`: it would wait for EOF on stdout and stderr, which the daemon (our
         // grandchild) may hold; the starter prints the pid and exits once the shim is ready.
+        let binary = command.shim;
         let mut child = tokio::process::Command::new(binary)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("shim")
             .arg("--sandbox-id")
             .arg(sandbox_id)
             .arg("--socket")
             .arg(socket)
+            .arg("--status-dir")
+            .arg(command.status_dir)
+            .arg("--helper")
+            .arg(command.helper)
+            .arg("--data-dir")
+            .arg(command.data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)

@@ -3,11 +3,13 @@
 
 mod discovery;
 mod handlers;
-mod interim;
 mod object;
 mod openapi;
+pub mod patch;
 mod protobuf;
+pub mod selector;
 pub mod status;
+pub mod table;
 mod validate;
 
 use std::sync::Arc;
@@ -24,7 +26,6 @@ use crate::auth::{self, User};
 use crate::registry::{registry, ResourceInfo};
 use crate::store::Backend;
 
-pub(crate) use interim::{patch, selector, table};
 pub(crate) use object::{new_uid, now};
 use status::{ApiError, ApiResult};
 

@@ -124,7 +124,12 @@ pub async fn list(req: &ResourceRequest) -> ApiResult<Response> {
         meta["continue"] = Value::String(c.clone());
     }
     if req.table {
-        let mut t = table::to_table(req.info.resource, &page.items, req.include_object());
+        let mut t = table::to_table(
+            &req.info.qualified(),
+            &page.items,
+            req.include_object(),
+            std::time::SystemTime::now(),
+        );
         t["metadata"] = meta;
         return Ok(json(StatusCode::OK, &t));
     }

@@ -18,6 +18,7 @@ use crate::store::{KeyValue, StoreError};
 use super::object;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
+use super::table::IncludeObject;
 use super::{json, table, ResourceRequest};
 
 impl ResourceRequest {
@@ -78,9 +79,10 @@ impl ResourceRequest {
     pub(crate) fn respond(&self, code: StatusCode, obj: &Value) -> Response {
         if self.table && self.subresource.is_none() {
             let mut t = table::to_table(
-                self.info.resource,
+                &self.info.qualified(),
                 std::slice::from_ref(obj),
                 self.include_object(),
+                std::time::SystemTime::now(),
             );
             if let Some(rv) = object::resource_version(obj) {
                 t["metadata"]["resourceVersion"] = Value::String(rv.to_string());
@@ -90,9 +92,13 @@ impl ResourceRequest {
         json(code, obj)
     }
 
-    /// Tables carry each row's object unless the client asked for none.
-    pub(crate) fn include_object(&self) -> bool {
-        self.params.include_object.as_deref() != Some("None")
+    /// What each Table row carries (`includeObject`; upstream's default is metadata).
+    pub(crate) fn include_object(&self) -> IncludeObject {
+        self.params
+            .include_object
+            .as_deref()
+            .and_then(IncludeObject::parse)
+            .unwrap_or_default()
     }
 }
 
@@ -105,15 +111,16 @@ pub(crate) struct Filter {
 impl Filter {
     pub fn new(req: &ResourceRequest) -> ApiResult<Filter> {
         let labels = match req.params.label_selector.as_deref() {
-            Some(s) if !s.trim().is_empty() => Some(LabelSelector::parse(s).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse labelSelector {s:?}: {e}"))
-            })?),
+            Some(s) if !s.trim().is_empty() => {
+                Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?)
+            }
             _ => None,
         };
         let fields = match req.params.field_selector.as_deref() {
-            Some(s) if !s.trim().is_empty() => Some(FieldSelector::parse(s).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse fieldSelector {s:?}: {e}"))
-            })?),
+            Some(s) if !s.trim().is_empty() => Some(
+                FieldSelector::parse(&req.info.qualified(), s)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
+            ),
             _ => None,
         };
         Ok(Filter { labels, fields })

@@ -17,14 +17,8 @@ use crate::api::{with_warnings, ResourceRequest};
 const RETRIES: usize = 5;
 
 fn kind(content_type: &str) -> ApiResult<PatchKind> {
-    let media = content_type.split(';').next().unwrap_or_default().trim();
-    match media {
-        "application/json-patch+json" => Ok(PatchKind::Json),
-        "application/merge-patch+json" => Ok(PatchKind::Merge),
-        "application/strategic-merge-patch+json" => Ok(PatchKind::StrategicMerge),
-        "application/apply-patch+yaml" => Ok(PatchKind::Apply),
-        other => Err(ApiError::unsupported_media_type(other)),
-    }
+    PatchKind::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type))
 }
 
 pub async fn patch(req: &ResourceRequest) -> ApiResult<Response> {
@@ -46,12 +40,25 @@ pub async fn patch(req: &ResourceRequest) -> ApiResult<Response> {
             Some((_, obj)) => obj.clone(),
             None => serde_json::json!({"metadata": {"name": req.name_str()}}),
         };
-        let patched = patch::apply(kind, req.info.resource, &original, &req.body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the patch for {} \"{}\" could not be applied: {e}",
-                req.info.qualified(),
-                req.name_str()
-            ))
+        let resource = match &req.subresource {
+            Some(sub) => format!("{}/{sub}", req.info.qualified()),
+            None => req.info.qualified(),
+        };
+        let patched = patch::apply(kind, &resource, &original, &req.body).map_err(|e| {
+            let message = e.to_string();
+            match e.http_status() {
+                422 => ApiError::invalid(
+                    req.info,
+                    req.name_str(),
+                    vec![crate::api::status::FieldError {
+                        reason: "FieldValueInvalid",
+                        field: "patch".into(),
+                        message,
+                    }],
+                ),
+                415 => ApiError::unsupported_media_type(&req.content_type),
+                _ => ApiError::bad_request(message),
+            }
         })?;
         let checked = validate::check(req.info, patched, req.namespace.as_deref(), validation)?;
         if object::name(&checked.object) != req.name_str() {

@@ -32,16 +32,17 @@ const BUFFER: usize = 128;
 struct Encoder {
     info: &'static ResourceInfo,
     table: bool,
-    include_object: bool,
+    include_object: table::IncludeObject,
 }
 
 impl Encoder {
     fn event(&self, kind: &str, obj: &Value) -> Bytes {
         let object = if self.table {
             table::to_table(
-                self.info.resource,
+                &self.info.qualified(),
                 std::slice::from_ref(obj),
                 self.include_object,
+                std::time::SystemTime::now(),
             )
         } else {
             obj.clone()

@@ -109,6 +109,29 @@ impl ContainerState {
     }
 }
 
+/// Where container `id`'s status record lives under the status directory.
+pub fn status_path(status_dir: &Path, id: &str) -> std::path::PathBuf {
+    status_dir.join(format!("{id}.json"))
+}
+
+/// Container `id`'s current state: the recorded status, corrected by whether its init still
+/// exists (an init that died but was not yet reaped shows as stopped, without exit). `None`
+/// when there is no record.
+pub fn current_state(status_dir: &Path, id: &str) -> std::io::Result<Option<ContainerState>> {
+    let mut state = match ContainerState::load(&status_path(status_dir, id)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if state.exit.is_none()
+        && state.status != ContainerStatus::Stopped
+        && !deckhand_sys::process::alive(state.pid)
+    {
+        state.status = ContainerStatus::Stopped;
+    }
+    Ok(Some(state))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,15 @@
 //! The shim process: one per pod, single-threaded, event-driven (`poll`).
 //!
 //! It is a child subreaper: each container init (and each exec'd process) is created by a
-//! short-lived forked helper (libcontainer) and then reparented here, so the shim is the
-//! process that reaps them and learns how they ended. It holds the read ends of the
+//! short-lived helper (`deckhand oci`, see [`crate::ops`]) and then reparented here, so the
+//! shim is the process that reaps them and learns how they ended. It holds the read ends of the
 //! containers' stdout/stderr pipes and writes them to the CRI log files, forwards them to
 //! attached clients, and records every exit in the container's status file before telling
 //! anyone. It never depends on the runtime process: when the runtime stops or crashes, the
 //! shim and its containers keep running and the runtime reconnects to the socket later.
 //!
-//! Single-threaded on purpose: libcontainer's create/exec forks the caller and continues in
-//! the copy, which is only safe when no other thread can hold a lock at that moment.
+//! Single-threaded on purpose: one poll loop needs no locks, and a helper's run blocks the loop
+//! as briefly as the operation itself (the answer is what the client waits for anyway).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -19,13 +19,15 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::Utc;
+use deckhand_sys::cgroup::Cgroups;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::Signal;
-use oci_spec::runtime::Spec;
 
-use super::logs::{LogWriter, Stream};
-use super::protocol::{self, ErrorKind, FrameKind, Request, Response};
-use crate::container::{ContainerError, ExecConfig, ExitRecord, Runtime, RuntimeConfig, Stdio};
+use crate::log;
+use crate::logs::{LogWriter, Stream};
+use crate::ops::{self, Helper};
+use crate::protocol::{self, ErrorKind, FrameKind, Request, Response};
+use crate::state::{self, ContainerState, ContainerStatus, ExitRecord};
 
 /// How a shim is started (the flags of `deckhand shim`).
 #[derive(Debug, Clone)]
@@ -33,8 +35,12 @@ pub struct ShimConfig {
     pub sandbox_id: String,
     /// The control socket to listen on.
     pub socket: PathBuf,
-    /// Where container state lives (shared by every shim of the runtime).
-    pub runtime: RuntimeConfig,
+    /// The containers' status records (shared by every shim of the runtime).
+    pub status_dir: PathBuf,
+    /// cgroupfs mount point (for the OOM-kill counters).
+    pub cgroup_root: PathBuf,
+    /// How to run the container operations that need libcontainer.
+    pub helper: Helper,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +52,8 @@ pub enum ShimError {
         #[source]
         source: io::Error,
     },
-    #[error("shim for sandbox {sandbox}: {source}")]
-    Runtime {
-        sandbox: String,
-        #[source]
-        source: ContainerError,
-    },
+    #[error("shim for sandbox {sandbox}: cgroups: {message}")]
+    Cgroups { sandbox: String, message: String },
     #[error("shim for sandbox {sandbox} did not start: {message}")]
     Start { sandbox: String, message: String },
 }
@@ -92,7 +94,7 @@ pub fn start_daemon(config: ShimConfig) -> Result<i32, ShimError> {
         match shim.run() {
             Ok(()) => 0,
             Err(e) => {
-                tracing::error!(error = %e, "shim failed");
+                log!("ERROR", "shim failed: {e}");
                 1
             }
         }
@@ -169,7 +171,9 @@ enum Source {
 struct Shim {
     sandbox: String,
     socket: PathBuf,
-    rt: Runtime,
+    status_dir: PathBuf,
+    cgroups: Cgroups,
+    helper: Helper,
     listener: UnixListener,
     sigfd: nix::sys::signalfd::SignalFd,
     conns: Vec<Option<Conn>>,
@@ -192,10 +196,12 @@ impl Shim {
                 source,
             }
         };
-        let rt = Runtime::new(config.runtime).map_err(|source| ShimError::Runtime {
+        let cgroups = Cgroups::open(&config.cgroup_root).map_err(|e| ShimError::Cgroups {
             sandbox: sandbox.clone(),
-            source,
+            message: e.to_string(),
         })?;
+        deckhand_sys::process::set_child_subreaper()
+            .map_err(|e| io("become child subreaper")(io::Error::other(e.to_string())))?;
         let sigfd = deckhand_sys::process::sigchld_fd()
             .map_err(|e| io("signalfd")(io::Error::other(e.to_string())))?;
         if let Some(dir) = config.socket.parent() {
@@ -210,11 +216,17 @@ impl Shim {
         let _ = std::fs::remove_file(&config.socket);
         let listener = UnixListener::bind(&config.socket).map_err(io("bind"))?;
         listener.set_nonblocking(true).map_err(io("bind"))?;
-        tracing::info!(sandbox = %sandbox, socket = %config.socket.display(), "shim ready");
+        log!(
+            "INFO",
+            "shim for sandbox {sandbox} ready on {}",
+            config.socket.display()
+        );
         Ok(Shim {
             sandbox,
             socket: config.socket,
-            rt,
+            status_dir: config.status_dir,
+            cgroups,
+            helper: config.helper,
             listener,
             sigfd,
             conns: Vec::new(),
@@ -248,7 +260,7 @@ impl Shim {
             });
         }
         let _ = std::fs::remove_file(&self.socket);
-        tracing::info!(sandbox = %self.sandbox, "shim exiting");
+        log!("INFO", "shim for sandbox {} exiting", self.sandbox);
         Ok(())
     }
 
@@ -318,7 +330,7 @@ impl Shim {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept");
+                    log!("WARN", "accept: {e}");
                     return;
                 }
             }
@@ -385,54 +397,51 @@ impl Shim {
 
     /// Handle one request; `None` when the answer comes later (wait).
     fn handle(&mut self, t: usize, req: Request) -> Option<Response> {
-        let result = match req {
-            Request::Ping => Ok(Response::Pong {
+        Some(match req {
+            Request::Ping => Response::Pong {
                 pid: std::process::id() as i32,
-            }),
+            },
             Request::Create {
                 id,
                 spec,
                 log_path,
                 stdin,
                 stdin_once,
-            } => self.create(&id, spec, log_path.as_deref(), stdin, stdin_once),
-            Request::Start { id } => self.rt.start(&id).map(|()| Response::Ok),
+            } => self.create(&id, &spec, log_path.as_deref(), stdin, stdin_once),
+            Request::Start { id } => self.helper.run("start", &id, &[], None, &[]),
             Request::Kill { id, signal, all } => self.kill(&id, signal, all),
             Request::Wait { id } => {
                 if let Some(c) = self.containers.get_mut(&id) {
                     match &c.exit {
-                        Some(exit) => Ok(Response::Exited { exit: exit.clone() }),
+                        Some(exit) => Response::Exited { exit: exit.clone() },
                         None => {
                             c.waiters.push(t);
                             return None;
                         }
                     }
                 } else {
-                    match self.rt.state(&id) {
-                        Ok(s) => match s.exit {
-                            Some(exit) => Ok(Response::Exited { exit }),
-                            None => Err(ContainerError::Runtime {
-                                id,
-                                op: "wait",
-                                message: "not supervised by this shim".into(),
-                            }),
-                        },
-                        Err(e) => Err(e),
+                    match self.state(&id) {
+                        Ok(ContainerState {
+                            exit: Some(exit), ..
+                        }) => Response::Exited { exit },
+                        Ok(_) => error(
+                            ErrorKind::FailedPrecondition,
+                            format!("container {id}: wait: not supervised by this shim"),
+                        ),
+                        Err(r) => r,
                     }
                 }
             }
             Request::Delete { id, force } => self.delete(&id, force),
             Request::ReopenLog { id } => match self.containers.get_mut(&id) {
                 Some(c) => match c.log.as_mut().map(LogWriter::reopen) {
-                    Some(Err(e)) => {
-                        return Some(Response::Error {
-                            kind: ErrorKind::Internal,
-                            message: format!("container {id}: reopen log: {e}"),
-                        })
-                    }
-                    _ => Ok(Response::Ok),
+                    Some(Err(e)) => error(
+                        ErrorKind::Internal,
+                        format!("container {id}: reopen log: {e}"),
+                    ),
+                    _ => Response::Ok,
                 },
-                None => Err(ContainerError::NotFound { id }),
+                None => not_found(&id),
             },
             Request::State { ids } => {
                 let ids: Vec<String> = if ids.is_empty() {
@@ -440,26 +449,30 @@ impl Shim {
                 } else {
                     ids
                 };
-                ids.iter()
-                    .map(|id| self.rt.state(id))
+                match ids
+                    .iter()
+                    .map(|id| self.state(id))
                     .collect::<Result<Vec<_>, _>>()
-                    .map(|states| Response::States { states })
+                {
+                    Ok(states) => Response::States { states },
+                    Err(r) => r,
+                }
             }
             Request::Exec {
                 id,
                 args,
                 env,
                 stdin,
-            } => self.exec(t, &id, args, env, stdin),
+            } => self.exec(t, &id, &args, &env, stdin),
             Request::Attach { id, stdin } => self.attach(t, &id, stdin),
             Request::PodInit => match self.pod_init {
-                Some(pid) => Ok(Response::Created { pid }),
+                Some(pid) => Response::Created { pid },
                 None => match deckhand_sys::process::spawn_pid_namespace_init() {
                     Ok(pid) => {
                         self.pod_init = Some(pid);
-                        Ok(Response::Created { pid })
+                        Response::Created { pid }
                     }
-                    Err(e) => Err(ContainerError::Setup(format!("pod PID namespace: {e}"))),
+                    Err(e) => error(ErrorKind::Internal, format!("pod PID namespace: {e}")),
                 },
             },
             Request::Shutdown => {
@@ -467,64 +480,75 @@ impl Shim {
                     let _ = deckhand_sys::process::signal_pid(pid, libc::SIGKILL);
                 }
                 self.shutdown = true;
-                Ok(Response::Ok)
+                Response::Ok
             }
-        };
-        Some(result.unwrap_or_else(|e| error_response(&e)))
+        })
+    }
+
+    /// Container `id`'s status record, or the error answer.
+    fn state(&self, id: &str) -> Result<ContainerState, Response> {
+        match state::current_state(&self.status_dir, id) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(not_found(id)),
+            Err(e) => Err(error(
+                ErrorKind::Internal,
+                format!("container {id}: read status: {e}"),
+            )),
+        }
     }
 
     fn create(
         &mut self,
         id: &str,
-        spec: serde_json::Value,
+        spec: &serde_json::Value,
         log_path: Option<&Path>,
         want_stdin: bool,
         stdin_once: bool,
-    ) -> Result<Response, ContainerError> {
-        let spec: Spec = serde_json::from_value(spec).map_err(|e| ContainerError::Runtime {
-            id: id.into(),
-            op: "create",
-            message: format!("bad OCI spec from the runtime: {e}"),
-        })?;
-        let pipe = |what: &'static str| {
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
-                id: id.into(),
-                op: what,
-                path: PathBuf::new(),
-                source: e.into(),
-            })
+    ) -> Response {
+        let pipes = (|| -> io::Result<_> {
+            let out = pipe()?;
+            let err = pipe()?;
+            let stdin = if want_stdin { Some(pipe()?) } else { None };
+            Ok((out, err, stdin))
+        })();
+        let ((out_r, out_w), (err_r, err_w), stdin) = match pipes {
+            Ok(p) => p,
+            Err(e) => return error(ErrorKind::Internal, format!("container {id}: pipes: {e}")),
         };
-        let (out_r, out_w) = pipe("stdout pipe")?;
-        let (err_r, err_w) = pipe("stderr pipe")?;
-        let (in_r, in_w) = if want_stdin {
-            let (r, w) = pipe("stdin pipe")?;
-            (Some(r), Some(w))
-        } else {
-            (None, None)
+        let log = match log_path.map(LogWriter::open).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                return error(
+                    ErrorKind::Internal,
+                    format!(
+                        "container {id}: open log {}: {e}",
+                        log_path.unwrap_or(Path::new("")).display()
+                    ),
+                )
+            }
         };
-        let log = match log_path {
-            Some(p) => Some(LogWriter::open(p).map_err(|source| ContainerError::Io {
-                id: id.into(),
-                op: "open log",
-                path: p.to_owned(),
-                source,
-            })?),
-            None => None,
+        let spec = match serde_json::to_vec(spec) {
+            Ok(s) => s,
+            Err(e) => return error(ErrorKind::InvalidArgument, format!("container {id}: {e}")),
         };
-        let created = self.rt.create_with_spec(
-            id,
-            spec,
-            Stdio {
-                stdin: in_r,
-                stdout: Some(out_w),
-                stderr: Some(err_w),
-            },
-        );
+        let mut fds = vec![
+            (out_w.as_fd(), ops::STDOUT_FD),
+            (err_w.as_fd(), ops::STDERR_FD),
+        ];
+        if let Some((r, _)) = &stdin {
+            fds.push((r.as_fd(), ops::STDIN_FD));
+        }
+        let answer = self.helper.run("create", id, &[], Some(&spec), &fds);
+        // Our copies of the container's ends: the container holds its own now.
+        drop(fds);
+        drop((out_w, err_w));
+        let (in_r, in_w) = stdin.map_or((None, None), |(r, w)| (Some(r), Some(w)));
+        drop(in_r);
         let out_r = nonblocking(out_r);
         let err_r = nonblocking(err_r);
-        let state = match created {
-            Ok(s) => s,
-            Err(ContainerError::Runtime { id, op, message }) => {
+        let pid = match answer {
+            Response::Created { pid } => pid,
+            Response::Error { kind, message } => {
                 // libcontainer's init reports the cause of a failed setup on the container's
                 // stderr (the top-level error says only "failed to prepare rootfs").
                 let mut detail = [0u8; 4096];
@@ -536,14 +560,19 @@ impl Shim {
                 } else {
                     format!("{message}; init said: {detail}")
                 };
-                return Err(ContainerError::Runtime { id, op, message });
+                return Response::Error { kind, message };
             }
-            Err(e) => return Err(e),
+            other => {
+                return error(
+                    ErrorKind::Internal,
+                    format!("container {id}: create: unexpected answer {other:?}"),
+                )
+            }
         };
         self.containers.insert(
             id.to_owned(),
             Container {
-                pid: state.pid,
+                pid,
                 log,
                 out: [Some(out_r), Some(err_r)],
                 stdin: in_w.map(File::from),
@@ -553,38 +582,72 @@ impl Shim {
                 exit: None,
             },
         );
-        Ok(Response::Created { pid: state.pid })
+        Response::Created { pid }
     }
 
-    fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<Response, ContainerError> {
-        let sig = Signal::try_from(signal).map_err(|_| ContainerError::Runtime {
-            id: id.into(),
-            op: "kill",
-            message: format!("unknown signal {signal}"),
-        })?;
+    fn kill(&mut self, id: &str, signal: i32, all: bool) -> Response {
         if self.containers.get(id).is_some_and(|c| c.exit.is_some()) {
-            return Ok(Response::Ok);
+            return Response::Ok;
         }
-        match self.rt.kill(id, sig, all) {
-            Ok(()) | Err(ContainerError::InvalidState { .. }) => Ok(Response::Ok),
-            Err(e) => Err(e),
+        let st = match self.state(id) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        if st.status == ContainerStatus::Stopped {
+            return Response::Ok;
+        }
+        match ops::signal_container(&self.cgroups, &st, signal, all) {
+            Ok(()) => Response::Ok,
+            Err(e) => error(
+                ErrorKind::Internal,
+                format!("container {id}: signal {signal}: {e}"),
+            ),
         }
     }
 
-    fn delete(&mut self, id: &str, force: bool) -> Result<Response, ContainerError> {
-        if let Some(c) = self.containers.get(id) {
-            if c.exit.is_none() && !force {
-                return Err(ContainerError::InvalidState {
-                    id: id.into(),
-                    state: crate::container::ContainerStatus::Running,
-                    op: "delete without force",
-                });
+    fn delete(&mut self, id: &str, force: bool) -> Response {
+        // An init that ended but whose SIGCHLD is still queued is reaped now, not reported as
+        // running.
+        if let Some(pid) = self
+            .containers
+            .get(id)
+            .filter(|c| c.exit.is_none())
+            .map(|c| c.pid)
+        {
+            if let Ok(Some(exit)) =
+                deckhand_sys::process::try_wait_exit(nix::unistd::Pid::from_raw(pid))
+            {
+                self.container_exited(id, exit);
             }
         }
-        // Runtime::delete reaps a still-running init itself (it is our child).
-        match self.rt.delete(id, force) {
-            Ok(()) | Err(ContainerError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
+        let running = self.containers.get(id).map(|c| (c.pid, c.exit.is_none()));
+        if let Some((pid, true)) = running {
+            if !force {
+                return error(
+                    ErrorKind::FailedPrecondition,
+                    format!("container {id} is running: stop it first, or delete with force"),
+                );
+            }
+            // Kill, reap and record the exit here (we are the init's parent), so the helper
+            // deletes a stopped container.
+            let killed = self.kill(id, libc::SIGKILL, true);
+            if let Response::Error { .. } = killed {
+                return killed;
+            }
+            if let Ok(exit) = deckhand_sys::process::wait_exit(nix::unistd::Pid::from_raw(pid)) {
+                self.container_exited(id, exit);
+            }
+        }
+        let answer = self.helper.run("delete", id, &[], None, &[]);
+        if !matches!(
+            answer,
+            Response::Ok
+                | Response::Error {
+                    kind: ErrorKind::NotFound,
+                    ..
+                }
+        ) {
+            return answer;
         }
         if let Some(mut c) = self.containers.remove(id) {
             self.drain_container(&mut c);
@@ -594,42 +657,50 @@ impl Shim {
                 }
             }
         }
-        Ok(Response::Ok)
+        Response::Ok
     }
 
     fn exec(
         &mut self,
         t: usize,
         id: &str,
-        args: Vec<String>,
-        env: Vec<String>,
+        args: &[String],
+        env: &[String],
         want_stdin: bool,
-    ) -> Result<Response, ContainerError> {
-        let pipe = || {
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
-                id: id.into(),
-                op: "exec pipe",
-                path: PathBuf::new(),
-                source: e.into(),
-            })
+    ) -> Response {
+        let pipes = (|| -> io::Result<_> {
+            let out = pipe()?;
+            let err = pipe()?;
+            let stdin = if want_stdin { Some(pipe()?) } else { None };
+            Ok((out, err, stdin))
+        })();
+        let ((out_r, out_w), (err_r, err_w), stdin) = match pipes {
+            Ok(p) => p,
+            Err(e) => {
+                return error(
+                    ErrorKind::Internal,
+                    format!("container {id}: exec pipes: {e}"),
+                )
+            }
         };
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let (in_r, in_w) = if want_stdin {
-            let (r, w) = pipe()?;
-            (Some(r), Some(w))
-        } else {
-            (None, None)
+        let input = serde_json::json!({ "args": args, "env": env }).to_string();
+        let mut fds = vec![
+            (out_w.as_fd(), ops::STDOUT_FD),
+            (err_w.as_fd(), ops::STDERR_FD),
+        ];
+        if let Some((r, _)) = &stdin {
+            fds.push((r.as_fd(), ops::STDIN_FD));
+        }
+        let answer = self
+            .helper
+            .run("exec", id, &[], Some(input.as_bytes()), &fds);
+        drop(fds);
+        drop((out_w, err_w));
+        let in_w = stdin.map(|(_, w)| w);
+        let pid = match answer {
+            Response::Created { pid } => pid,
+            other => return other,
         };
-        let pid = self.rt.exec(
-            id,
-            &ExecConfig { args, env },
-            Stdio {
-                stdin: in_r,
-                stdout: Some(out_w),
-                stderr: Some(err_w),
-            },
-        )?;
         self.execs.insert(
             pid,
             ExecProcess {
@@ -642,20 +713,18 @@ impl Shim {
         if let Some(c) = self.conns[t].as_mut() {
             c.mode = Mode::Exec { pid };
         }
-        Ok(Response::Streaming)
+        Response::Streaming
     }
 
-    fn attach(&mut self, t: usize, id: &str, stdin: bool) -> Result<Response, ContainerError> {
-        let c = self
-            .containers
-            .get_mut(id)
-            .ok_or_else(|| ContainerError::NotFound { id: id.into() })?;
+    fn attach(&mut self, t: usize, id: &str, stdin: bool) -> Response {
+        let Some(c) = self.containers.get_mut(id) else {
+            return not_found(id);
+        };
         if c.exit.is_some() {
-            return Err(ContainerError::InvalidState {
-                id: id.into(),
-                state: crate::container::ContainerStatus::Stopped,
-                op: "attach",
-            });
+            return error(
+                ErrorKind::FailedPrecondition,
+                format!("container {id} is not running: cannot attach"),
+            );
         }
         c.attached.push(t);
         if let Some(conn) = self.conns[t].as_mut() {
@@ -664,7 +733,7 @@ impl Shim {
                 stdin: stdin && c.stdin.is_some(),
             };
         }
-        Ok(Response::Streaming)
+        Response::Streaming
     }
 
     /// Frames from an exec/attach client: stdin bytes (empty = close stdin).
@@ -790,7 +859,7 @@ impl Shim {
             return;
         };
         self.read_exec_stream(&mut e, s);
-        if !self.finish_exec_if_done(pid, &mut e) {
+        if !self.finish_exec_if_done(&mut e) {
             self.execs.insert(pid, e);
         }
     }
@@ -823,7 +892,7 @@ impl Shim {
 
     /// Send the exit frame once the process was reaped and its output fully read (or, when
     /// a background child keeps the pipes open, right after the reap: the output read so far).
-    fn finish_exec_if_done(&mut self, pid: i32, e: &mut ExecProcess) -> bool {
+    fn finish_exec_if_done(&mut self, e: &mut ExecProcess) -> bool {
         let Some(status) = e.status else {
             return false;
         };
@@ -835,7 +904,6 @@ impl Shim {
             );
             conn.closed = true;
         }
-        tracing::debug!(pid, status, "exec finished");
         true
     }
 
@@ -847,12 +915,12 @@ impl Shim {
                 Ok(Some(x)) => x,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "reaping children");
+                    log!("WARN", "reaping children: {e}");
                     return;
                 }
             };
             if self.pod_init == Some(pid) {
-                tracing::warn!(pid, "the pod's PID namespace init ended");
+                log!("WARN", "the pod's PID namespace init ({pid}) ended");
                 self.pod_init = None;
                 continue;
             }
@@ -861,44 +929,94 @@ impl Shim {
                     self.read_exec_stream(&mut e, s);
                 }
                 e.status = Some(exit.status_code());
-                self.finish_exec_if_done(pid, &mut e);
+                self.finish_exec_if_done(&mut e);
                 continue;
             }
-            let Some(id) = self
+            if let Some(id) = self
                 .containers
                 .iter()
                 .find(|(_, c)| c.pid == pid && c.exit.is_none())
                 .map(|(id, _)| id.clone())
-            else {
-                continue; // a helper or an orphan from inside a container
-            };
-            let Some(mut c) = self.containers.remove(&id) else {
-                continue;
-            };
-            // Output written just before the exit is logged before the exit is recorded.
-            self.drain_container(&mut c);
-            match self.rt.record_exit(&id, exit) {
-                Ok(record) => {
-                    tracing::info!(container = %id, code = record.exit_code, reason = %record.reason, "container exited");
-                    let r = Response::Exited {
-                        exit: record.clone(),
-                    };
-                    for t in std::mem::take(&mut c.waiters) {
-                        self.respond(t, &r);
-                    }
-                    c.exit = Some(record);
-                }
-                Err(e) => tracing::error!(container = %id, error = %e, "recording exit"),
+            {
+                self.container_exited(&id, exit);
             }
-            for t in std::mem::take(&mut c.attached) {
-                if let Some(conn) = self.conns[t].as_mut() {
-                    conn.closed = true;
-                }
-            }
-            c.stdin = None;
-            self.containers.insert(id, c);
+            // Otherwise a helper's leftover or an orphan from inside a container.
         }
     }
+
+    /// Container `id`'s init ended (and was reaped): log its last output, record the exit
+    /// (before anyone is told), answer the waiters and end the attached streams.
+    fn container_exited(&mut self, id: &str, exit: deckhand_sys::process::Exit) {
+        let Some(mut c) = self.containers.remove(id) else {
+            return;
+        };
+        // Output written just before the exit is logged before the exit is recorded.
+        self.drain_container(&mut c);
+        match self.record_exit(id, exit) {
+            Ok(record) => {
+                log!(
+                    "INFO",
+                    "container {id} exited: code {} reason {}",
+                    record.exit_code,
+                    record.reason
+                );
+                let r = Response::Exited {
+                    exit: record.clone(),
+                };
+                for t in std::mem::take(&mut c.waiters) {
+                    self.respond(t, &r);
+                }
+                c.exit = Some(record);
+            }
+            Err(e) => log!("ERROR", "container {id}: recording exit: {e}"),
+        }
+        for t in std::mem::take(&mut c.attached) {
+            if let Some(conn) = self.conns[t].as_mut() {
+                conn.closed = true;
+            }
+        }
+        c.stdin = None;
+        self.containers.insert(id.to_owned(), c);
+    }
+
+    /// Write how container `id`'s init ended to its status record: exit code or signal,
+    /// OOMKilled (the cgroup's OOM-kill counter, read before the cgroup goes away) and the
+    /// finish time. An exit already recorded is kept.
+    fn record_exit(&self, id: &str, exit: deckhand_sys::process::Exit) -> io::Result<ExitRecord> {
+        let path = state::status_path(&self.status_dir, id);
+        let mut st = ContainerState::load(&path)?;
+        if let Some(exit) = &st.exit {
+            return Ok(exit.clone());
+        }
+        let finished_at = Utc::now();
+        let oom_killed = match self.cgroups.oom_kill_count(&st.cgroup_path) {
+            Ok(n) => n > 0,
+            Err(e) => {
+                log!(
+                    "WARN",
+                    "container {id}: cannot read the OOM-kill counter ({e}); assuming no OOM kill"
+                );
+                false
+            }
+        };
+        let record = ExitRecord::new(exit, oom_killed, finished_at);
+        st.status = ContainerStatus::Stopped;
+        st.exit = Some(record.clone());
+        st.save(&path)?;
+        Ok(record)
+    }
+}
+
+fn error(kind: ErrorKind, message: String) -> Response {
+    Response::Error { kind, message }
+}
+
+fn not_found(id: &str) -> Response {
+    error(ErrorKind::NotFound, format!("container {id} not found"))
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
 fn stream_of(i: usize) -> Stream {
@@ -922,22 +1040,6 @@ fn nonblocking(fd: OwnedFd) -> File {
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
     );
     File::from(fd)
-}
-
-pub(crate) fn error_response(e: &ContainerError) -> Response {
-    let kind = match e {
-        ContainerError::NotFound { .. } => ErrorKind::NotFound,
-        ContainerError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
-        ContainerError::InvalidId { .. } | ContainerError::Spec { .. } => {
-            ErrorKind::InvalidArgument
-        }
-        ContainerError::InvalidState { .. } => ErrorKind::FailedPrecondition,
-        _ => ErrorKind::Internal,
-    };
-    Response::Error {
-        kind,
-        message: e.to_string(),
-    }
 }
 
 /// Read one response line (blocking clients and tests).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use crate::container::{ContainerState, ExitRecord};
+use crate::state::{ContainerState, ExitRecord};
 
 /// What the runtime asks of a pod's shim.
 #[derive(Debug, Clone, Serialize, Deserialize)]

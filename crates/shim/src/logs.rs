@@ -125,7 +125,11 @@ impl LogWriter {
         if let Some(f) = self.file.as_mut() {
             // A full disk must not stop the container: drop the output and say so.
             if let Err(e) = f.write_all(out) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot write container log");
+                crate::log!(
+                    "WARN",
+                    "cannot write container log {}: {e}",
+                    self.path.display()
+                );
             }
         }
     }
