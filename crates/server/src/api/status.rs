@@ -58,7 +58,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<StatusDetails>,
+    /// Boxed: most errors carry none, and a small error keeps every `Result` small.
+    pub details: Option<Box<StatusDetails>>,
 }
 
 fn details(info: &ResourceInfo, name: &str) -> StatusDetails {
@@ -99,7 +100,7 @@ impl ApiError {
             "NotFound",
             "the server could not find the requested resource",
         );
-        e.details = Some(StatusDetails::default());
+        e.details = Some(Box::default());
         e
     }
 
@@ -109,7 +110,7 @@ impl ApiError {
             "NotFound",
             format!("{} \"{name}\" not found", info.qualified()),
         );
-        e.details = Some(details(info, name));
+        e.details = Some(Box::new(details(info, name)));
         e
     }
 
@@ -119,7 +120,7 @@ impl ApiError {
             "AlreadyExists",
             format!("{} \"{name}\" already exists", info.qualified()),
         );
-        e.details = Some(details(info, name));
+        e.details = Some(Box::new(details(info, name)));
         e
     }
 
@@ -133,7 +134,7 @@ impl ApiError {
                 info.qualified()
             ),
         );
-        e.details = Some(details(info, name));
+        e.details = Some(Box::new(details(info, name)));
         e
     }
 
@@ -172,7 +173,7 @@ impl ApiError {
             "Invalid",
             format!("{} \"{name}\" is invalid: {summary}", info.kind),
         );
-        e.details = Some(d);
+        e.details = Some(Box::new(d));
         e
     }
 
@@ -199,7 +200,7 @@ impl ApiError {
             "Timeout",
             format!("Too large resource version: {requested}, current: {current}"),
         );
-        e.details = Some(StatusDetails {
+        e.details = Some(Box::new(StatusDetails {
             causes: Some(vec![StatusCause {
                 reason: Some("ResourceVersionTooLarge".to_string()),
                 message: Some("Too large resource version".to_string()),
@@ -207,7 +208,7 @@ impl ApiError {
             }]),
             retry_after_seconds: Some(1),
             ..Default::default()
-        });
+        }));
         e
     }
 
@@ -244,7 +245,7 @@ impl ApiError {
             message: Some(self.message.clone()),
             reason: Some(self.reason.to_string()),
             code: Some(i32::from(self.code)),
-            details: self.details.clone(),
+            details: self.details.as_deref().cloned(),
             metadata: ListMeta::default(),
         }
     }

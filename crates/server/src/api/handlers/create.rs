@@ -54,7 +54,7 @@ pub(crate) async fn create_object(
             m.remove(k);
         }
         // Objects with a spec track spec changes in generation (pods do not, before 1.33).
-        if obj_has_spec(&obj) && !matches!(info.resource, "pods" | "namespaces") {
+        if tracks_generation(info, &obj) {
             object::meta_mut(&mut obj).insert("generation".into(), Value::from(1));
         }
     }
@@ -113,6 +113,9 @@ pub(crate) async fn create_object(
     }
 }
 
-pub(crate) fn obj_has_spec(obj: &Value) -> bool {
-    obj.get("spec").is_some_and(|s| !s.is_null())
+/// Objects with a spec count its changes in metadata.generation; pods (before 1.33) and
+/// namespaces do not, as upstream.
+pub(crate) fn tracks_generation(info: &crate::registry::ResourceInfo, obj: &Value) -> bool {
+    let exempt = info.group.is_empty() && matches!(info.resource, "pods" | "namespaces");
+    !exempt && obj.get("spec").is_some_and(|s| !s.is_null())
 }

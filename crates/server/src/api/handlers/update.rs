@@ -14,7 +14,7 @@ use crate::api::validate::{self, FieldValidation};
 use crate::api::{with_warnings, ResourceRequest};
 use crate::store::KeyValue;
 
-use super::create::obj_has_spec;
+use super::create::tracks_generation;
 
 pub async fn update(req: &ResourceRequest) -> ApiResult<Response> {
     let body = req.body_json()?;
@@ -88,7 +88,7 @@ pub(crate) async fn write(
     }
     validate::default(info, &mut new);
     validate::validate(info, &new)?;
-    if obj_has_spec(old) && new.get("spec") != old.get("spec") {
+    if tracks_generation(info, old) && new.get("spec") != old.get("spec") {
         let generation = object::meta(old)["generation"].as_i64().unwrap_or(0) + 1;
         object::meta_mut(&mut new).insert("generation".into(), Value::from(generation));
     }
