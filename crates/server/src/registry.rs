@@ -50,9 +50,31 @@ pub struct ResourceInfo {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// `status` (and later `scale`, `binding`, ...).
+    /// `status`, `scale` (apps workloads), `binding` (pods).
     pub subresources: &'static [&'static str],
     pub normalize: Normalize,
+}
+
+/// The kind a subresource answers with, and the verbs it takes (as upstream's discovery).
+pub fn subresource_kind(
+    info: &ResourceInfo,
+    sub: &str,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+) {
+    match sub {
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+        "binding" => ("", "v1", "Binding", &["create"]),
+        _ => (
+            info.group,
+            info.version,
+            info.kind,
+            &["get", "patch", "update"],
+        ),
+    }
 }
 
 impl ResourceInfo {
@@ -173,9 +195,11 @@ impl Registry {
         const ALL: &[&str] = &["all"];
         const STATUS: &[&str] = &["status"];
         const NONE: &[&str] = &[];
+        const SCALABLE: &[&str] = &["status", "scale"];
+        const POD: &[&str] = &["status", "binding"];
         let resources = vec![
             entry::<core::v1::Namespace>(&["ns"], NONE, STATUS),
-            entry::<core::v1::Pod>(&["po"], ALL, STATUS),
+            entry::<core::v1::Pod>(&["po"], ALL, POD),
             entry::<core::v1::Node>(&["no"], NONE, STATUS),
             entry::<core::v1::Service>(&["svc"], ALL, STATUS),
             entry::<core::v1::Endpoints>(&["ep"], NONE, NONE),
@@ -185,8 +209,8 @@ impl Registry {
             entry::<core::v1::Event>(&["ev"], NONE, NONE),
             entry::<core::v1::PersistentVolume>(&["pv"], NONE, STATUS),
             entry::<core::v1::PersistentVolumeClaim>(&["pvc"], NONE, STATUS),
-            entry::<apps::v1::Deployment>(&["deploy"], ALL, STATUS),
-            entry::<apps::v1::ReplicaSet>(&["rs"], ALL, STATUS),
+            entry::<apps::v1::Deployment>(&["deploy"], ALL, SCALABLE),
+            entry::<apps::v1::ReplicaSet>(&["rs"], ALL, SCALABLE),
             entry::<apps::v1::DaemonSet>(&["ds"], ALL, STATUS),
             entry::<discovery::v1::EndpointSlice>(NONE, NONE, NONE),
             entry::<coordination::v1::Lease>(NONE, NONE, NONE),

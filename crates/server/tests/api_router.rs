@@ -383,3 +383,31 @@ async fn status_subresource_generation_and_validation() {
     let name = made["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
 }
+
+#[tokio::test]
+async fn binding_assigns_a_pod_once() {
+    let api = Api::new(MemoryConfig::default());
+    namespace(&api, "default").await;
+    let pod =
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    let (code, _) = api
+        .call(Method::POST, "/api/v1/namespaces/default/pods", Some(pod))
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"},
+                         "target": {"kind": "Node", "name": "n1"}});
+    let uri = "/api/v1/namespaces/default/pods/p/binding";
+    let (code, status) = api.call(Method::POST, uri, Some(binding.clone())).await;
+    assert_eq!(code, StatusCode::CREATED, "{status}");
+    let (_, bound) = api
+        .call(Method::GET, "/api/v1/namespaces/default/pods/p", None)
+        .await;
+    assert_eq!(bound["spec"]["nodeName"], "n1");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    let (code, err) = api.call(Method::POST, uri, Some(binding)).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .contains("is already assigned to node \"n1\""));
+}

@@ -416,7 +416,10 @@ fn graceful_delete_finalizers_paging_and_dry_run() {
         "jsonpath={.spec.strategy.type} {.metadata.generation}",
     ]);
     assert_eq!(strategy, "RollingUpdate 1");
-    c.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"replicas":3}}"#]);
+    assert_eq!(
+        c.ok(&["scale", "deploy", "web", "--replicas=3"]),
+        "deployment.apps/web scaled\n"
+    );
     let out = c.ok(&[
         "get",
         "deploy",

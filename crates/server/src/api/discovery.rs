@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use serde_json::{json, Value};
 
-use crate::registry::{registry, ResourceInfo, ALL_VERBS};
+use crate::registry::{registry, subresource_kind, ResourceInfo, ALL_VERBS};
 
 use super::json;
 
@@ -128,16 +128,18 @@ fn resource_list(group: &str, version: &str) -> Value {
     for r in registry().in_group(group, version) {
         resources.push(api_resource(r));
         for sub in r.subresources {
+            let (group, version, kind, verbs) = subresource_kind(r, sub);
+            let foreign = group != r.group || version != r.version;
             resources.push(APIResource {
                 name: format!("{}/{sub}", r.resource),
                 singular_name: String::new(),
                 namespaced: r.namespaced,
-                kind: r.kind.to_string(),
-                verbs: vec!["get".into(), "patch".into(), "update".into()],
+                kind: kind.to_string(),
+                verbs: verbs.iter().map(|v| v.to_string()).collect(),
                 short_names: None,
                 categories: None,
-                group: None,
-                version: None,
+                group: foreign.then(|| group.to_string()),
+                version: foreign.then(|| version.to_string()),
                 storage_version_hash: None,
             });
         }
@@ -182,8 +184,10 @@ fn aggregated(core: bool) -> Response {
                             .subresources
                             .iter()
                             .map(|s| {
-                                json!({"subresource": s, "responseKind": kind,
-                                       "verbs": ["get", "patch", "update"]})
+                                let (sg, sv, sk, verbs) = subresource_kind(r, s);
+                                json!({"subresource": s,
+                                       "responseKind": {"group": sg, "version": sv, "kind": sk},
+                                       "verbs": verbs})
                             })
                             .collect();
                     }

@@ -222,6 +222,7 @@ async fn dispatch(state: Arc<ApiState>, req: Request<Body>) -> Response {
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
         (&Method::POST, false) => "create",
+        (&Method::POST, true) if subresource.as_deref() == Some("binding") => "create",
         (&Method::PUT, true) => "update",
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) => "delete",
@@ -269,14 +270,19 @@ async fn dispatch(state: Arc<ApiState>, req: Request<Body>) -> Response {
         body,
         user,
     };
-    let result = match verb {
-        "watch" => handlers::watch::watch(req).await,
-        "get" => handlers::get::get(&req).await,
-        "list" => handlers::list::list(&req).await,
-        "create" => handlers::create::create(&req).await,
-        "update" => handlers::update::update(&req).await,
-        "patch" => handlers::patch::patch(&req).await,
-        "delete" => handlers::delete::delete(&req).await,
+    let result = match (verb, req.subresource.as_deref()) {
+        (_, Some("scale")) => handlers::scale::scale(&req, verb).await,
+        ("create", Some("binding")) => handlers::binding::bind(&req).await,
+        (_, Some("binding")) => Err(ApiError::method_not_allowed(
+            "pods/binding only accepts POST (create)",
+        )),
+        ("watch", _) => handlers::watch::watch(req).await,
+        ("get", _) => handlers::get::get(&req).await,
+        ("list", _) => handlers::list::list(&req).await,
+        ("create", _) => handlers::create::create(&req).await,
+        ("update", _) => handlers::update::update(&req).await,
+        ("patch", _) => handlers::patch::patch(&req).await,
+        ("delete", _) => handlers::delete::delete(&req).await,
         _ => handlers::delete::delete_collection(&req).await,
     };
     result.unwrap_or_else(IntoResponse::into_response)

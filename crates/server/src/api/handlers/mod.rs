@@ -1,11 +1,13 @@
 //! The generic REST handlers, one file per verb, shared by every resource in the registry.
 //! Objects are `serde_json::Value`s that passed the typed check in `validate`.
 
+pub mod binding;
 pub mod create;
 pub mod delete;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod scale;
 pub mod update;
 pub mod watch;
 
