@@ -1,6 +1,6 @@
 //! Decoding the Kubernetes protobuf encoding of request bodies into JSON.
 //!
-//! kubectl's typed clients (`kubectl create namespace|configmap|secret|deployment`) send
+//! kubectl's typed clients (`kubectl create namespace|configmap|secret|deployment|service`) send
 //! `application/vnd.kubernetes.protobuf` bodies and client-go has no JSON fallback on 415,
 //! so the server must read them. Only the messages those commands produce are described
 //! here, field by field from k8s.io/api's generated.proto; a field this table does not know
@@ -31,6 +31,8 @@ enum Ty {
     Bytes,
     Bool,
     Int,
+    /// A non-pointer integer whose JSON omits zero (`omitempty`), e.g. nodePort.
+    IntOmitZero,
     Msg(&'static Message),
     MapStr,
     MapBytes,
@@ -148,7 +150,7 @@ static CONTAINER_PORT: Message = Message {
     name: "ContainerPort",
     fields: &[
         f(1, "name", Ty::Str),
-        f(2, "hostPort", Ty::Int),
+        f(2, "hostPort", Ty::IntOmitZero),
         f(3, "containerPort", Ty::Int),
         f(4, "protocol", Ty::Str),
         f(5, "hostIP", Ty::Str),
@@ -256,6 +258,45 @@ static DEPLOYMENT: Message = Message {
     ],
 };
 
+static SERVICE_PORT: Message = Message {
+    name: "ServicePort",
+    fields: &[
+        f(1, "name", Ty::Str),
+        f(2, "protocol", Ty::Str),
+        f(3, "port", Ty::Int),
+        f(4, "targetPort", Ty::IntOrString),
+        f(5, "nodePort", Ty::IntOmitZero),
+        f(6, "appProtocol", Ty::Str),
+    ],
+};
+
+static SERVICE_SPEC: Message = Message {
+    name: "ServiceSpec",
+    fields: &[
+        r(1, "ports", Ty::Msg(&SERVICE_PORT)),
+        f(2, "selector", Ty::MapStr),
+        f(3, "clusterIP", Ty::Str),
+        f(4, "type", Ty::Str),
+        r(5, "externalIPs", Ty::Str),
+        f(7, "sessionAffinity", Ty::Str),
+        f(8, "loadBalancerIP", Ty::Str),
+        f(10, "externalName", Ty::Str),
+        f(11, "externalTrafficPolicy", Ty::Str),
+        f(12, "healthCheckNodePort", Ty::IntOmitZero),
+        f(13, "publishNotReadyAddresses", Ty::Bool),
+        r(18, "clusterIPs", Ty::Str),
+    ],
+};
+
+static SERVICE: Message = Message {
+    name: "Service",
+    fields: &[
+        f(1, "metadata", Ty::Msg(&OBJECT_META)),
+        f(2, "spec", Ty::Msg(&SERVICE_SPEC)),
+        f(3, "status", Ty::Ignore),
+    ],
+};
+
 static TYPE_META: Message = Message {
     name: "TypeMeta",
     fields: &[f(1, "apiVersion", Ty::Str), f(2, "kind", Ty::Str)],
@@ -300,6 +341,7 @@ fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
         ("v1", "Namespace") => Some(&NAMESPACE),
         ("v1", "ConfigMap") => Some(&CONFIG_MAP),
         ("v1", "Secret") => Some(&SECRET),
+        ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
         _ => None,
     }
@@ -383,6 +425,8 @@ fn decode_message(msg: &'static Message, buf: &[u8]) -> Result<Map<String, Value
             (Ty::Bool, Wire::Varint(v)) => Value::Bool(v != 0),
             // int32 negatives are sign-extended to 64 bits on the wire, so `as i64` is right.
             (Ty::Int, Wire::Varint(v)) => Value::from(v as i64),
+            (Ty::IntOmitZero, Wire::Varint(0)) => continue,
+            (Ty::IntOmitZero, Wire::Varint(v)) => Value::from(v as i64),
             (Ty::Msg(m), Wire::Len(b)) => Value::Object(decode_message(m, b)?),
             (Ty::Time, Wire::Len(b)) => {
                 let t = decode_message(&TIME, b)?;
