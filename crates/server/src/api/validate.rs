@@ -351,6 +351,90 @@ pub fn default(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+const POD_UPDATE_RULE: &str = "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
+
+/// The pod spec with the fields an update may change blanked out.
+fn pod_spec_frozen(spec: &Value) -> Value {
+    let mut s = spec.clone();
+    if let Some(m) = s.as_object_mut() {
+        m.remove("activeDeadlineSeconds");
+        m.remove("tolerations");
+        m.remove("terminationGracePeriodSeconds");
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = m.get_mut(list) {
+                for c in cs.iter_mut().filter_map(Value::as_object_mut) {
+                    c.remove("image");
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Update-only rules: immutable fields, and server-allocated values a client may omit
+/// (carried over from the stored object, as upstream does for a Service's clusterIP).
+pub fn validate_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> ApiResult<()> {
+    let name = object::name(new).to_string();
+    let mut errs = Vec::new();
+    let core = info.group.is_empty();
+    match info.resource {
+        "configmaps" | "secrets" if core && old["immutable"].as_bool() == Some(true) => {
+            for field in ["data", "binaryData", "immutable"] {
+                if old.get(field) != new.get(field) {
+                    errs.push(FieldError::forbidden(
+                        field,
+                        "field is immutable when `immutable` is set",
+                    ));
+                }
+            }
+        }
+        "pods" if core && pod_spec_frozen(&old["spec"]) != pod_spec_frozen(&new["spec"]) => {
+            errs.push(FieldError::forbidden("spec", POD_UPDATE_RULE));
+        }
+        "services" if core => {
+            for field in ["clusterIP", "clusterIPs"] {
+                let before = &old["spec"][field];
+                let after = &new["spec"][field];
+                let unset =
+                    |v: &Value| v.is_null() || v == "" || v.as_array().is_some_and(Vec::is_empty);
+                if unset(after) && !unset(before) {
+                    new["spec"][field] = before.clone();
+                } else if !unset(before) && before != after {
+                    errs.push(FieldError::invalid(
+                        format!("spec.{field}"),
+                        &after.to_string().trim_matches('"').to_string(),
+                        "field is immutable",
+                    ));
+                }
+            }
+        }
+        "deployments" | "replicasets" | "daemonsets"
+            if info.group == "apps" && old["spec"]["selector"] != new["spec"]["selector"] =>
+        {
+            errs.push(FieldError::invalid(
+                "spec.selector",
+                &new["spec"]["selector"].to_string(),
+                "field is immutable",
+            ));
+        }
+        _ => {}
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        let mut e = ApiError::invalid(info, &name, errs);
+        if !info.group.is_empty() {
+            // Upstream names group kinds with their group here: Deployment.apps "web".
+            e.message = e.message.replacen(
+                &format!("{} \"", info.kind),
+                &format!("{}.{} \"", info.kind, info.group),
+                1,
+            );
+        }
+        Err(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +457,40 @@ mod tests {
         let ok = check(cm, body, Some("default"), FieldValidation::Warn).unwrap();
         assert_eq!(ok.warnings, vec!["unknown field \"bogus\"".to_string()]);
         assert_eq!(ok.object["metadata"]["namespace"], "default");
+    }
+
+    #[test]
+    fn immutable_fields() {
+        let pods = registry().find("", "v1", "pods").unwrap();
+        let old = serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "a"}]}});
+        let mut image = serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c", "image": "b"}]}});
+        validate_update(pods, &old, &mut image).unwrap();
+        let mut node = serde_json::json!({"metadata": {"name": "p"},
+            "spec": {"nodeName": "n", "containers": [{"name": "c", "image": "a"}]}});
+        let err = validate_update(pods, &old, &mut node).unwrap_err();
+        assert!(err.message.starts_with(
+            "Pod \"p\" is invalid: spec: Forbidden: pod updates may not change fields other than"
+        ));
+
+        let deploy = registry().find("apps", "v1", "deployments").unwrap();
+        let old = serde_json::json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "1"}}}});
+        let mut new = serde_json::json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "2"}}}});
+        let err = validate_update(deploy, &old, &mut new).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("Deployment.apps \"d\" is invalid: spec.selector"),
+            "{}",
+            err.message
+        );
+
+        let svc = registry().find("", "v1", "services").unwrap();
+        let old =
+            serde_json::json!({"metadata": {"name": "s"}, "spec": {"clusterIP": "10.43.0.9"}});
+        let mut omitted = serde_json::json!({"metadata": {"name": "s"}, "spec": {}});
+        validate_update(svc, &old, &mut omitted).unwrap();
+        assert_eq!(omitted["spec"]["clusterIP"], "10.43.0.9");
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub(crate) async fn write(
         );
     }
     validate::default(info, &mut new);
+    validate::validate_update(info, old, &mut new)?;
     validate::validate(info, &new)?;
     if tracks_generation(info, old) && new.get("spec") != old.get("spec") {
         let generation = object::meta(old)["generation"].as_i64().unwrap_or(0) + 1;
