@@ -402,7 +402,7 @@ pub fn validate_update(info: &ResourceInfo, old: &Value, new: &mut Value) -> Api
                 } else if !unset(before) && before != after {
                     errs.push(FieldError::invalid(
                         format!("spec.{field}"),
-                        &after.to_string().trim_matches('"').to_string(),
+                        after.to_string().trim_matches('"'),
                         "field is immutable",
                     ));
                 }
