@@ -5,7 +5,9 @@
 
 use std::any::TypeId;
 
-use k8s_openapi::api::{apps, certificates, coordination, core, discovery, networking, storage};
+use k8s_openapi::api::{
+    apps, authorization, certificates, coordination, core, discovery, networking, storage,
+};
 use k8s_openapi::{NamespaceResourceScope, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -52,6 +54,9 @@ pub struct ResourceInfo {
     pub categories: &'static [&'static str],
     /// `status`, `scale` (apps workloads), `binding` (pods).
     pub subresources: &'static [&'static str],
+    /// What may be done to it: [`ALL_VERBS`] for stored resources, `create` alone for
+    /// reviews, which are answered and never stored.
+    pub verbs: &'static [&'static str],
     pub normalize: Normalize,
 }
 
@@ -168,7 +173,20 @@ where
         short_names,
         categories,
         subresources,
+        verbs: ALL_VERBS,
         normalize: normalize::<T>,
+    }
+}
+
+/// A create-only resource answered on the spot (SelfSubjectAccessReview).
+fn review<T>() -> ResourceInfo
+where
+    T: Resource + DeserializeOwned + Serialize + 'static,
+    T::Scope: 'static,
+{
+    ResourceInfo {
+        verbs: &["create"],
+        ..entry::<T>(&[], &[], &[])
     }
 }
 
@@ -220,6 +238,7 @@ impl Registry {
             entry::<storage::v1::CSINode>(NONE, NONE, NONE),
             entry::<storage::v1::VolumeAttachment>(NONE, NONE, STATUS),
             entry::<certificates::v1::CertificateSigningRequest>(&["csr"], NONE, STATUS),
+            review::<authorization::v1::SelfSubjectAccessReview>(),
         ];
         Registry { resources }
     }

@@ -248,6 +248,28 @@ impl TlsAssets {
     }
 }
 
+/// Issue a client certificate (user `cn`, group `org`) from the CA in `dir`, returning the
+/// certificate and key PEMs. For node credentials and for tests of other users. (rcgen 0.13
+/// keeps one value per name attribute, so one group per certificate.)
+pub fn issue_client_cert(
+    dir: &Path,
+    cn: &str,
+    org: Option<&str>,
+    days: i64,
+) -> Result<(String, String), TlsError> {
+    let ca = load_or_create_ca(dir)?;
+    let key = KeyPair::generate()?;
+    let params = leaf_params(
+        cn,
+        org,
+        Vec::new(),
+        ExtendedKeyUsagePurpose::ClientAuth,
+        days,
+    )?;
+    let cert = params.signed_by(&key, &ca.cert, &ca.key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 fn pem_cert(pem: &str, what: &str) -> Result<CertificateDer<'static>, TlsError> {
     CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem {
         path: PathBuf::from(what),

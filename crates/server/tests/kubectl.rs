@@ -122,6 +122,7 @@ fn version_and_api_resources() {
         row("leases"),
         ["leases", "coordination.k8s.io/v1", "true", "Lease"]
     );
+    assert_eq!(c.ok(&["auth", "can-i", "delete", "nodes"]), "yes\n");
     let wide = c.ok(&["api-resources", "-o", "wide", "--api-group=storage.k8s.io"]);
     assert!(
         wide.contains("create,delete,deletecollection,get,list,patch,update,watch"),
@@ -428,4 +429,36 @@ fn graceful_delete_finalizers_paging_and_dry_run() {
         "jsonpath={.spec.replicas} {.metadata.generation}",
     ]);
     assert_eq!(out, "3 2");
+}
+
+#[test]
+fn users_outside_system_masters_are_forbidden() {
+    use base64::Engine;
+    let Some(c) = Cluster::start() else { return };
+    let tls_dir = c.dir.path().join("server/tls");
+    let (cert, key) =
+        deckhand_server::tls::issue_client_cert(&tls_dir, "bob", Some("developers"), 1).unwrap();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let admin = std::fs::read_to_string(&c.kubeconfig).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+    doc["users"][0]["user"]["client-certificate-data"] = b64(&cert).into();
+    doc["users"][0]["user"]["client-key-data"] = b64(&key).into();
+    let bob = c.dir.path().join("bob.yaml");
+    std::fs::write(&bob, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(KUBECTL)
+            .args(args)
+            .env("KUBECONFIG", &bob)
+            .env("HOME", c.dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["get", "pods"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error from server (Forbidden): pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""),
+        "{err}"
+    );
+    let out = run(&["auth", "can-i", "list", "pods"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no\n");
 }

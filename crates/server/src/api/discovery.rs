@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use serde_json::{json, Value};
 
-use crate::registry::{registry, subresource_kind, ResourceInfo, ALL_VERBS};
+use crate::registry::{registry, subresource_kind, ResourceInfo};
 
 use super::json;
 
@@ -112,7 +112,7 @@ fn api_resource(r: &ResourceInfo) -> APIResource {
         singular_name: r.singular.clone(),
         namespaced: r.namespaced,
         kind: r.kind.to_string(),
-        verbs: ALL_VERBS.iter().map(|v| v.to_string()).collect(),
+        verbs: r.verbs.iter().map(|v| v.to_string()).collect(),
         short_names: (!r.short_names.is_empty())
             .then(|| r.short_names.iter().map(|s| s.to_string()).collect()),
         categories: (!r.categories.is_empty())
@@ -171,7 +171,7 @@ fn aggregated(core: bool) -> Response {
                         "responseKind": kind,
                         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                         "singularResource": r.singular,
-                        "verbs": ALL_VERBS,
+                        "verbs": r.verbs,
                     });
                     if !r.short_names.is_empty() {
                         res["shortNames"] = json!(r.short_names);

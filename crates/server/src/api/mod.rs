@@ -6,7 +6,7 @@ mod handlers;
 mod object;
 mod openapi;
 pub mod patch;
-mod protobuf;
+pub(crate) mod protobuf;
 pub mod selector;
 pub mod status;
 pub mod table;
@@ -234,6 +234,28 @@ async fn dispatch(state: Arc<ApiState>, req: Request<Body>) -> Response {
             .into_response()
         }
     };
+    if !info.verbs.contains(&verb) && subresource.is_none() {
+        return ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )
+        .into_response();
+    }
+    if info.verbs == ["create"] {
+        // Reviews are answered for the caller themselves: every authenticated user may ask.
+        let body = match axum::body::to_bytes(body, 1 << 20).await {
+            Ok(b) => b,
+            Err(e) => {
+                return ApiError::bad_request(format!("reading the body: {e}")).into_response()
+            }
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json");
+        return handlers::review::self_subject_access_review(&user, content_type, &body)
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     if let Err(message) = auth::authorize(
         &user,
         &auth::Attributes {

@@ -297,6 +297,45 @@ static SERVICE: Message = Message {
     ],
 };
 
+static RESOURCE_ATTRIBUTES: Message = Message {
+    name: "ResourceAttributes",
+    fields: &[
+        f(1, "namespace", Ty::Str),
+        f(2, "verb", Ty::Str),
+        f(3, "group", Ty::Str),
+        f(4, "version", Ty::Str),
+        f(5, "resource", Ty::Str),
+        f(6, "subresource", Ty::Str),
+        f(7, "name", Ty::Str),
+    ],
+};
+
+static NON_RESOURCE_ATTRIBUTES: Message = Message {
+    name: "NonResourceAttributes",
+    fields: &[f(1, "path", Ty::Str), f(2, "verb", Ty::Str)],
+};
+
+static SSAR_SPEC: Message = Message {
+    name: "SelfSubjectAccessReviewSpec",
+    fields: &[
+        f(1, "resourceAttributes", Ty::Msg(&RESOURCE_ATTRIBUTES)),
+        f(
+            2,
+            "nonResourceAttributes",
+            Ty::Msg(&NON_RESOURCE_ATTRIBUTES),
+        ),
+    ],
+};
+
+static SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
+    name: "SelfSubjectAccessReview",
+    fields: &[
+        f(1, "metadata", Ty::Msg(&OBJECT_META)),
+        f(2, "spec", Ty::Msg(&SSAR_SPEC)),
+        f(3, "status", Ty::Ignore),
+    ],
+};
+
 static TYPE_META: Message = Message {
     name: "TypeMeta",
     fields: &[f(1, "apiVersion", Ty::Str), f(2, "kind", Ty::Str)],
@@ -343,6 +382,7 @@ fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
         ("v1", "Secret") => Some(&SECRET),
         ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(&SELF_SUBJECT_ACCESS_REVIEW),
         _ => None,
     }
 }

@@ -7,6 +7,7 @@ pub mod delete;
 pub mod get;
 pub mod list;
 pub mod patch;
+pub mod review;
 pub mod scale;
 pub mod update;
 pub mod watch;
