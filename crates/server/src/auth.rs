@@ -1,6 +1,8 @@
 //! Who is asking, and may they. Authentication: an x509 client certificate the TLS layer
-//! already verified against the CA (user = CN, groups = O). Authorization: `system:masters`
-//! may do anything; everyone else is refused until the node authorizer lands.
+//! already verified against the CA (user = CN, groups = O), or the join token as a bearer
+//! token (a bootstrap user, as upstream's bootstrap tokens). Authorization: `system:masters`
+//! may do anything; bootstrappers may create and read CertificateSigningRequests (kubelet
+//! TLS bootstrap); everyone else is refused until the node authorizer lands.
 
 /// The authenticated caller, attached to each request by the connection handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +34,24 @@ impl User {
         }
     }
 
+    /// The user a valid join token authenticates as (upstream: `system:bootstrap:<token-id>`).
+    pub fn bootstrap(token: &str) -> User {
+        let id: String = token.chars().take_while(|c| *c != '.').take(6).collect();
+        User::Authenticated {
+            name: format!("system:bootstrap:{id}"),
+            groups: vec!["system:bootstrappers".into()],
+        }
+    }
+
+    /// Check a bearer token against the join token without leaking its length or contents
+    /// through timing.
+    pub fn from_bearer(presented: &str, join_token: &str) -> Option<User> {
+        let (a, b) = (presented.as_bytes(), join_token.as_bytes());
+        let same =
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        same.then(|| User::bootstrap(join_token))
+    }
+
     pub fn name(&self) -> &str {
         match self {
             User::Anonymous => "system:anonymous",
@@ -55,6 +75,13 @@ pub struct Attributes<'a> {
 pub fn authorize(user: &User, attrs: &Attributes<'_>) -> Result<(), String> {
     if let User::Authenticated { groups, .. } = user {
         if groups.iter().any(|g| g == "system:masters") {
+            return Ok(());
+        }
+        let csr = attrs.group == "certificates.k8s.io"
+            && attrs.resource == "certificatesigningrequests"
+            && attrs.subresource.is_none()
+            && matches!(attrs.verb, "create" | "get" | "list" | "watch");
+        if csr && groups.iter().any(|g| g == "system:bootstrappers") {
             return Ok(());
         }
     }
@@ -101,6 +128,17 @@ mod tests {
             name: "bob".into(),
             groups: vec![],
         };
+        let boot = User::from_bearer("0123456789abcdef", "0123456789abcdef").unwrap();
+        assert_eq!(boot.name(), "system:bootstrap:012345");
+        assert!(User::from_bearer("0123456789abcdeX", "0123456789abcdef").is_none());
+        let csr = Attributes {
+            verb: "create",
+            group: "certificates.k8s.io",
+            resource: "certificatesigningrequests",
+            ..attrs.clone()
+        };
+        assert!(authorize(&boot, &csr).is_ok());
+        assert!(authorize(&boot, &attrs).is_err());
         assert_eq!(
             authorize(&bob, &attrs).unwrap_err(),
             "pods is forbidden: User \"bob\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""

@@ -214,6 +214,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         store: config.store.clone(),
         shutdown: cancel.clone(),
         bookmark_interval: config.bookmark_interval,
+        join_token: Some(token.clone()),
     });
     let router = api::router(state);
     let acceptor = TlsAcceptor::from(tls_config);

@@ -26,6 +26,7 @@ impl Api {
             store,
             shutdown: CancellationToken::new(),
             bookmark_interval: Duration::from_millis(100),
+            join_token: None,
         });
         Api {
             router: router(state),

@@ -461,4 +461,26 @@ fn users_outside_system_masters_are_forbidden() {
     );
     let out = run(&["auth", "can-i", "list", "pods"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "no\n");
+
+    // The join token authenticates a bootstrap user, who may only deal with CSRs.
+    let token = c.server.as_ref().unwrap().token.clone();
+    let users = &mut doc["users"][0]["user"];
+    *users = serde_yaml::Mapping::new().into();
+    users["token"] = token.clone().into();
+    std::fs::write(&bob, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let out = run(&["get", "csr"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["get", "pods"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let id: String = token.chars().take(6).collect();
+    assert!(
+        err.contains(&format!(
+            "User \"system:bootstrap:{id}\" cannot list resource \"pods\""
+        )),
+        "{err}"
+    );
 }

@@ -36,6 +36,8 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// The join token, accepted as a bearer token for node bootstrap; `None` accepts none.
+    pub join_token: Option<String>,
 }
 
 /// The router serving the whole API. The caller attaches a [`User`] to each request's
@@ -152,11 +154,28 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 async fn dispatch(state: Arc<ApiState>, req: Request<Body>) -> Response {
-    let user = req
+    let mut user = req
         .extensions()
         .get::<User>()
         .cloned()
         .unwrap_or(User::Anonymous);
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let (User::Anonymous, Some(token)) = (&user, bearer) {
+        // A token that is not ours is a failed login (401), not an anonymous request.
+        match state
+            .join_token
+            .as_deref()
+            .and_then(|j| User::from_bearer(token, j))
+        {
+            Some(u) => user = u,
+            None => return ApiError::unauthorized().into_response(),
+        }
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let path = if path.is_empty() {
