@@ -58,6 +58,9 @@ pub struct ResourceInfo {
     /// reviews, which are answered and never stored.
     pub verbs: &'static [&'static str],
     pub normalize: Normalize,
+    /// Adds the type's OpenAPI schema (and those it refers to) to a generator, for the
+    /// OpenAPI v3 documents `kubectl explain` reads.
+    pub schema: fn(&mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema,
 }
 
 /// The kind a subresource answers with, and the verbs it takes (as upstream's discovery).
@@ -153,13 +156,19 @@ fn normalize<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, De
     })
 }
 
+fn schema<T: schemars::JsonSchema>(
+    gen: &mut schemars::gen::SchemaGenerator,
+) -> schemars::schema::Schema {
+    gen.subschema_for::<T>()
+}
+
 fn entry<T>(
     short_names: &'static [&'static str],
     categories: &'static [&'static str],
     subresources: &'static [&'static str],
 ) -> ResourceInfo
 where
-    T: Resource + DeserializeOwned + Serialize + 'static,
+    T: Resource + DeserializeOwned + Serialize + schemars::JsonSchema + 'static,
     T::Scope: 'static,
 {
     ResourceInfo {
@@ -175,13 +184,14 @@ where
         subresources,
         verbs: ALL_VERBS,
         normalize: normalize::<T>,
+        schema: schema::<T>,
     }
 }
 
 /// A create-only resource answered on the spot (SelfSubjectAccessReview).
 fn review<T>() -> ResourceInfo
 where
-    T: Resource + DeserializeOwned + Serialize + 'static,
+    T: Resource + DeserializeOwned + Serialize + schemars::JsonSchema + 'static,
     T::Scope: 'static,
 {
     ResourceInfo {

@@ -123,6 +123,13 @@ fn version_and_api_resources() {
         ["leases", "coordination.k8s.io/v1", "true", "Lease"]
     );
     assert_eq!(c.ok(&["auth", "can-i", "delete", "nodes"]), "yes\n");
+    let explain = c.ok(&["explain", "pod.spec.containers.image"]);
+    assert!(explain.contains("FIELD: image <string>"), "{explain}");
+    let explain = c.ok(&["explain", "deployment.spec"]);
+    assert!(
+        explain.contains("GROUP:      apps") && explain.contains("replicas\t<integer>"),
+        "{explain}"
+    );
     let wide = c.ok(&["api-resources", "-o", "wide", "--api-group=storage.k8s.io"]);
     assert!(
         wide.contains("create,delete,deletecollection,get,list,patch,update,watch"),
