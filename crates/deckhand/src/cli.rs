@@ -52,8 +52,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6443")]
     pub listen: std::net::SocketAddr,
     /// Where objects are stored: `sqlite` (default: `<data-dir>/server/db/state.db`),
-    /// `sqlite:///path/to/state.db`, or `memory` (nothing survives a restart; for tests).
-    /// `etcd://host:port[,host:port]` is not served yet.
+    /// `sqlite:///path/to/state.db`, `etcd://host:port[,host:port]` (etcd v3; several
+    /// servers may share one cluster), or `memory` (nothing survives a restart; for tests).
     #[arg(long, value_name = "DATASTORE", default_value = "sqlite")]
     pub datastore: String,
     /// Extra names or IP addresses for the serving certificate (repeat or separate with ',').

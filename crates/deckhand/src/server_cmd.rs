@@ -5,12 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use deckhand_server::store::{Backend, MemoryBackend, MemoryConfig, SqliteBackend};
+use deckhand_server::store::{Backend, EtcdBackend, MemoryBackend, MemoryConfig, SqliteBackend};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cli::ServerArgs;
 
-fn open_store(data_dir: &Path, datastore: &str) -> Result<(Arc<dyn Backend>, String)> {
+async fn open_store(data_dir: &Path, datastore: &str) -> Result<(Arc<dyn Backend>, String)> {
     if datastore == "memory" {
         let store = MemoryBackend::new(MemoryConfig::default());
         return Ok((Arc::new(store), "memory (not persistent)".into()));
@@ -20,9 +20,22 @@ fn open_store(data_dir: &Path, datastore: &str) -> Result<(Arc<dyn Backend>, Str
         other => match other.strip_prefix("sqlite://") {
             Some(p) => p.into(),
             None if other.starts_with("etcd://") => {
-                bail!("--datastore {other}: the etcd backend is not available yet; use sqlite")
+                let endpoints: Vec<String> = other["etcd://".len()..]
+                    .split(',')
+                    .filter(|e| !e.is_empty())
+                    .map(|e| format!("http://{e}"))
+                    .collect();
+                if endpoints.is_empty() {
+                    bail!("--datastore {other}: expected etcd://host:port[,host:port]");
+                }
+                let store = EtcdBackend::connect(&endpoints)
+                    .await
+                    .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+                return Ok((Arc::new(store), format!("etcd {}", endpoints.join(","))));
             }
-            None => bail!("--datastore {other:?}: expected sqlite, sqlite:///path or memory"),
+            None => bail!(
+                "--datastore {other:?}: expected sqlite, sqlite:///path, etcd://host:port[,host:port] or memory"
+            ),
         },
     };
     if let Some(dir) = path.parent() {
@@ -40,7 +53,7 @@ pub async fn run(data_dir: &Path, args: ServerArgs) -> Result<()> {
         signal(SignalKind::terminate()).context("cannot install a SIGTERM handler")?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let (store, described) = open_store(data_dir, &args.datastore)?;
+    let (store, described) = open_store(data_dir, &args.datastore).await?;
     let mut config = deckhand_server::Config::new(data_dir, store);
     config.listen = args.listen;
     config.tls_sans = args.tls_san;

@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use crate::api::{self, ApiState};
 use crate::auth::User;
 use crate::registry::registry;
-use crate::store::Backend;
+use crate::store::{Backend, WatchCache, WatchCacheConfig};
 use crate::tls::{self, TlsAssets, TlsError};
 
 /// Namespaces every cluster has from the start.
@@ -39,6 +39,8 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("starting the watch cache: {0}")]
+    WatchCache(crate::store::StoreError),
     #[error("creating namespace {name}: {source}")]
     Bootstrap {
         name: String,
@@ -60,6 +62,9 @@ pub struct Config {
     pub service_cidr: String,
     /// How often watches that allow bookmarks get one (upstream: about a minute).
     pub bookmark_interval: Duration,
+    /// Serve reads and watches from an in-memory watch cache in front of `store` (as
+    /// kube-apiserver does); off only to test a backend bare.
+    pub watch_cache: bool,
 }
 
 impl Config {
@@ -73,6 +78,7 @@ impl Config {
             cluster_cidr: "10.42.0.0/16".into(),
             service_cidr: "10.43.0.0/16".into(),
             bookmark_interval: Duration::from_secs(60),
+            watch_cache: true,
         }
     }
 }
@@ -207,11 +213,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let kubeconfig = config.data_dir.join("kubeconfig.yaml");
     assets.write_kubeconfig(&kubeconfig, &format!("https://{host}:{}", addr.port()))?;
 
-    bootstrap(config.store.as_ref()).await?;
+    let store: Arc<dyn Backend> = if config.watch_cache {
+        let cache = WatchCache::start(config.store.clone(), WatchCacheConfig::default())
+            .await
+            .map_err(ServerError::WatchCache)?;
+        Arc::new(cache)
+    } else {
+        config.store.clone()
+    };
+    bootstrap(store.as_ref()).await?;
 
     let cancel = CancellationToken::new();
     let state = Arc::new(ApiState {
-        store: config.store.clone(),
+        store,
         shutdown: cancel.clone(),
         bookmark_interval: config.bookmark_interval,
         join_token: Some(token.clone()),

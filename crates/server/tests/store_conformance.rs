@@ -375,3 +375,7 @@ macro_rules! conformance {
 
 conformance!(memory, memory_fixture());
 conformance!(sqlite, sqlite_fixture());
+conformance!(etcd, etcd_fixture());
+conformance!(cache_memory, cached(memory_fixture().await));
+conformance!(cache_sqlite, cached(sqlite_fixture().await));
+conformance!(cache_etcd, cached(etcd_fixture().await));

@@ -1,12 +1,14 @@
 //! The SQLite store's promises that the conformance suite cannot show: acknowledged writes
 //! survive kill -9, and the mutating latency at the load (200 writes/s).
 
+mod store_support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use deckhand_server::store::{Backend, SqliteBackend};
+use deckhand_server::store::{Backend, Durability, SqliteBackend, SqliteConfig};
 
 /// Set in the re-executed test binary: the path of the store the child writes to.
 const CHILD_ENV: &str = "DECKHAND_STORE_KILL9_CHILD";
@@ -98,62 +100,21 @@ async fn acknowledged_writes_survive_kill9() {
 
 /// The goal: mutating p99 ≤ 50 ms at 200 writes/s. Ignored by default (it takes 10 s
 /// and depends on the machine): `cargo test -p deckhand-server --test store_sqlite -- --ignored
-/// --nocapture`.
+/// --nocapture`; `STORE_BENCH_SYNC=full` measures `synchronous=FULL` instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn write_latency_at_200_per_second() {
     let dir = tempfile::tempdir_in(std::env::var("STORE_BENCH_DIR").unwrap_or("/var/tmp".into()))
         .unwrap();
-    let store = Arc::new(SqliteBackend::open(dir.path().join("state.db")).unwrap());
-    // 100 objects updated round-robin, as a busy cluster's status updates would be.
-    let mut revs = Vec::new();
-    for i in 0..100 {
-        revs.push(
-            store
-                .create(&format!("/registry/pods/ns/p{i}"), vec![b'x'; 2000])
-                .await
-                .unwrap(),
-        );
+    // Background compaction runs every second during the run, so its cost shows in the p99.
+    let mut config = SqliteConfig::new(dir.path().join("state.db"));
+    config.compact_interval = Some(Duration::from_secs(1));
+    config.compact_keep = 200;
+    if std::env::var("STORE_BENCH_SYNC").is_ok_and(|v| v == "full") {
+        config.durability = Durability::Machine;
     }
-    let mut tick = tokio::time::interval(Duration::from_millis(5));
-    let mut tasks = Vec::new();
-    for n in 0..2000usize {
-        tick.tick().await;
-        let store = store.clone();
-        let key = format!("/registry/pods/ns/p{}", n % 100);
-        tasks.push(tokio::spawn(async move {
-            let start = Instant::now();
-            let kv = store.get(&key).await.unwrap().unwrap();
-            // Another task may have updated the object meanwhile: retry like a client would.
-            let mut expected = kv.mod_revision;
-            loop {
-                match store.update(&key, vec![b'y'; 2000], expected).await {
-                    Ok(_) => break,
-                    Err(deckhand_server::store::StoreError::Conflict { current, .. }) => {
-                        expected = current
-                    }
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            start.elapsed()
-        }));
-    }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.push(t.await.unwrap());
-    }
-    lat.sort();
-    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-    println!(
-        "sqlite get+update at 200/s: p50 {:?} p99 {:?} max {:?} ({} writes)",
-        p(0.5),
-        p(0.99),
-        lat[lat.len() - 1],
-        lat.len()
-    );
-    assert!(
-        p(0.99) <= Duration::from_millis(50),
-        "p99 {:?} over 50 ms",
-        p(0.99)
-    );
+    let what = format!("sqlite ({:?})", config.durability);
+    let store = Arc::new(SqliteBackend::open_with(config).unwrap());
+    let p99 = store_support::write_latency(&what, store).await;
+    assert!(p99 <= Duration::from_millis(50), "p99 {p99:?} over 50 ms");
 }

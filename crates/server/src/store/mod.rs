@@ -6,10 +6,14 @@
 //! embedded SQLite (default) and etcd v3. The watch cache sits above a backend and serves
 //! lists and watches from memory; the REST layer only ever talks to the watch cache.
 
+pub mod cache;
+pub mod etcd;
 mod live;
 pub mod memory;
 pub mod sqlite;
 
+pub use cache::{WatchCache, WatchCacheConfig};
+pub use etcd::EtcdBackend;
 pub use memory::{MemoryBackend, MemoryConfig};
 pub use sqlite::{Durability, SqliteBackend, SqliteConfig};
 
