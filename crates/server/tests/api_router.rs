@@ -412,3 +412,70 @@ async fn binding_assigns_a_pod_once() {
         .unwrap()
         .contains("is already assigned to node \"n1\""));
 }
+
+#[tokio::test]
+async fn secrets_deletecollection_and_namespace_deletion() {
+    let api = Api::new(MemoryConfig::default());
+    namespace(&api, "team").await;
+    let secret = json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}});
+    let (code, made) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/team/secrets",
+            Some(secret.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert_eq!(made["data"]["password"], "aHVudGVyMg==");
+    assert!(made.get("stringData").is_none());
+    assert_eq!(made["type"], "Opaque");
+    // A dry run of an existing name conflicts like the real thing.
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/team/secrets?dryRun=All",
+            Some(secret),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        api.call(
+            Method::POST,
+            "/api/v1/namespaces/team/configmaps",
+            Some(cm(name, json!({"tier": tier}))),
+        )
+        .await;
+    }
+    let (code, gone) = api
+        .call(
+            Method::DELETE,
+            "/api/v1/namespaces/team/configmaps?labelSelector=tier%3Dweb",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(gone["items"].as_array().unwrap().len(), 2);
+    let (_, left) = api
+        .call(Method::GET, "/api/v1/namespaces/team/configmaps", None)
+        .await;
+    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+
+    // Deleting the namespace takes its contents with it.
+    let (code, status) = api
+        .call(Method::DELETE, "/api/v1/namespaces/team", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(status["status"], "Success");
+    let (_, left) = api.call(Method::GET, "/api/v1/configmaps", None).await;
+    assert_eq!(left["items"].as_array().unwrap().len(), 0);
+    let (code, err) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/team/configmaps",
+            Some(cm("late", json!({}))),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(err["message"], "namespaces \"team\" not found");
+}

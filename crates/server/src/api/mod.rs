@@ -154,6 +154,13 @@ fn wants_table(headers: &HeaderMap) -> bool {
 }
 
 async fn dispatch(state: Arc<ApiState>, req: Request<Body>) -> Response {
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let resp = serve(state, req).await;
+    tracing::debug!(%method, %uri, status = resp.status().as_u16(), "request");
+    resp
+}
+
+async fn serve(state: Arc<ApiState>, req: Request<Body>) -> Response {
     let mut user = req
         .extensions()
         .get::<User>()

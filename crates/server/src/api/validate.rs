@@ -333,6 +333,27 @@ pub fn default(info: &ResourceInfo, obj: &mut Value) {
                 l.insert("kubernetes.io/metadata.name".into(), Value::String(name));
             }
         }
+        "secrets" => {
+            // stringData is write-only: its entries land in data, base64-encoded, and win
+            // over data's (upstream's conversion does the same).
+            use base64::Engine;
+            let Some(root) = obj.as_object_mut() else {
+                return;
+            };
+            if let Some(Value::Object(plain)) = root.remove("stringData") {
+                let data = root
+                    .entry("data")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Some(d) = data.as_object_mut() {
+                    for (k, v) in plain {
+                        let text = v.as_str().unwrap_or_default();
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+                        d.insert(k, Value::String(b64));
+                    }
+                }
+            }
+            set_default(root, "type", "Opaque".into());
+        }
         "services" => {
             if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
                 set_default(spec, "type", "ClusterIP".into());

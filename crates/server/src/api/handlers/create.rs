@@ -87,6 +87,15 @@ pub(crate) async fn create_object(
     }
 
     if req.params.dry_run {
+        let name = object::name(&obj).to_string();
+        let key = info.key(req.namespace.as_deref(), &name);
+        let existing = req.state.store.get(&key).await;
+        if existing
+            .map_err(|e| ApiError::from_store(info, &name, e))?
+            .is_some()
+        {
+            return Err(ApiError::already_exists(info, &name));
+        }
         return Ok((obj, StatusCode::CREATED));
     }
     let mut attempt = 0;
