@@ -479,3 +479,32 @@ async fn secrets_deletecollection_and_namespace_deletion() {
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(err["message"], "namespaces \"team\" not found");
 }
+
+#[tokio::test]
+async fn watch_list_sends_initial_events_then_the_end_bookmark() {
+    let api = Api::new(MemoryConfig::default());
+    namespace(&api, "default").await;
+    for name in ["x", "y"] {
+        api.call(
+            Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            Some(cm(name, json!({}))),
+        )
+        .await;
+    }
+    let mut w = api
+        .watch("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan")
+        .await;
+    let names = [w.next().await, w.next().await]
+        .map(|ev| (ev["type"].clone(), ev["object"]["metadata"]["name"].clone()));
+    assert_eq!(
+        names,
+        [(json!("ADDED"), json!("x")), (json!("ADDED"), json!("y"))]
+    );
+    let end = w.next().await;
+    assert_eq!(end["type"], "BOOKMARK");
+    assert_eq!(
+        end["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}
