@@ -508,3 +508,29 @@ async fn watch_list_sends_initial_events_then_the_end_bookmark() {
         "true"
     );
 }
+
+#[tokio::test]
+async fn list_from_the_future_is_504_too_large_resource_version() {
+    let api = Api::new(MemoryConfig::default());
+    namespace(&api, "default").await;
+    let (code, err) = api
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/default/configmaps?resourceVersion=999&resourceVersionMatch=NotOlderThan",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::GATEWAY_TIMEOUT);
+    assert!(err["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Too large resource version: 999"));
+    let (code, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/namespaces/default/configmaps?resourceVersion=1",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+}

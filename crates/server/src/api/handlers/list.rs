@@ -58,16 +58,22 @@ pub(crate) async fn read(req: &ResourceRequest, filter: &Filter) -> ApiResult<Pa
         None => (None, None),
     };
     if at.is_none() {
-        // resourceVersion="" or "0" or NotOlderThan: the latest state satisfies them all;
-        // Exact reads that revision.
-        if let (Some(rv), Some("Exact")) = (
-            req.params.resource_version.as_deref(),
-            req.params.resource_version_match.as_deref(),
-        ) {
+        // resourceVersion="" or "0": the latest state; Exact: that revision; otherwise
+        // (NotOlderThan) the latest, once the store has reached the requested revision.
+        if let Some(rv) = req
+            .params
+            .resource_version
+            .as_deref()
+            .filter(|rv| *rv != "0")
+        {
             let rv: Revision = rv
                 .parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-            at = Some(rv);
+            if req.params.resource_version_match.as_deref() == Some("Exact") {
+                at = Some(rv);
+            } else {
+                wait_for_revision(req, rv).await?;
+            }
         }
     }
     let limit = req.params.limit;
@@ -113,6 +119,29 @@ pub(crate) async fn read(req: &ResourceRequest, filter: &Filter) -> ApiResult<Pa
         }
         // A filter dropped items from a limited page: read on from the last key seen.
         start = last;
+    }
+}
+
+/// How long a read "not older than" a revision the store has not reached yet waits for it
+/// (upstream waits 3 s, then answers 504 "Too large resource version").
+const FUTURE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn wait_for_revision(req: &ResourceRequest, rv: Revision) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + FUTURE_WAIT;
+    loop {
+        let current = req
+            .state
+            .store
+            .current_revision()
+            .await
+            .map_err(|e| req.store_error(e))?;
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::too_large_resource_version(rv, current));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
