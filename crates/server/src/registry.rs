@@ -52,7 +52,7 @@ pub struct ResourceInfo {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// `status`, `scale` (apps workloads), `binding` (pods).
+    /// `status`, `scale` (apps workloads), `binding` and `eviction` (pods).
     pub subresources: &'static [&'static str],
     /// What may be done to it: [`ALL_VERBS`] for stored resources, `create` alone for
     /// reviews, which are answered and never stored.
@@ -76,6 +76,7 @@ pub fn subresource_kind(
     match sub {
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", &["create"]),
+        "eviction" => ("policy", "v1", "Eviction", &["create"]),
         _ => (
             info.group,
             info.version,
@@ -224,7 +225,7 @@ impl Registry {
         const STATUS: &[&str] = &["status"];
         const NONE: &[&str] = &[];
         const SCALABLE: &[&str] = &["status", "scale"];
-        const POD: &[&str] = &["status", "binding"];
+        const POD: &[&str] = &["status", "binding", "eviction"];
         let resources = vec![
             entry::<core::v1::Namespace>(&["ns"], NONE, STATUS),
             entry::<core::v1::Pod>(&["po"], ALL, POD),

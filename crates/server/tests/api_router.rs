@@ -534,3 +534,27 @@ async fn list_from_the_future_is_504_too_large_resource_version() {
         .await;
     assert_eq!(code, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn eviction_deletes_the_pod() {
+    let api = Api::new(MemoryConfig::default());
+    namespace(&api, "default").await;
+    let pod =
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+    api.call(Method::POST, "/api/v1/namespaces/default/pods", Some(pod))
+        .await;
+    let eviction =
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}});
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/default/pods/p/eviction",
+            Some(eviction),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, _) = api
+        .call(Method::GET, "/api/v1/namespaces/default/pods/p", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}

@@ -366,6 +366,25 @@ fn graceful_delete_finalizers_paging_and_dry_run() {
     c.ok(&["delete", "pod", "bound", "--grace-period=0", "--force"]);
     c.fails(&["get", "pod", "bound"]);
 
+    // Drain: cordon (a node patch) and evictions (pods/eviction, a protobuf body).
+    c.apply(
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: evictee}\nspec:\n  nodeName: n1\n  containers: [{name: c, image: busybox}]\n",
+    );
+    let out = c.ok(&[
+        "drain",
+        "n1",
+        "--force",
+        "--grace-period=0",
+        "--timeout=20s",
+    ]);
+    assert!(
+        out.contains("pod/evictee evicted") && out.contains("node/n1 drained"),
+        "{out}"
+    );
+    let unschedulable = c.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]);
+    assert_eq!(unschedulable, "true");
+    c.fails(&["get", "pod", "evictee"]);
+
     // Finalizers hold an object until removed.
     c.apply(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n",

@@ -248,7 +248,9 @@ async fn serve(state: Arc<ApiState>, req: Request<Body>) -> Response {
         (&Method::GET, true) => "get",
         (&Method::GET, false) => "list",
         (&Method::POST, false) => "create",
-        (&Method::POST, true) if subresource.as_deref() == Some("binding") => "create",
+        (&Method::POST, true) if matches!(subresource.as_deref(), Some("binding" | "eviction")) => {
+            "create"
+        }
         (&Method::PUT, true) => "update",
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) => "delete",
@@ -321,8 +323,9 @@ async fn serve(state: Arc<ApiState>, req: Request<Body>) -> Response {
     let result = match (verb, req.subresource.as_deref()) {
         (_, Some("scale")) => handlers::scale::scale(&req, verb).await,
         ("create", Some("binding")) => handlers::binding::bind(&req).await,
-        (_, Some("binding")) => Err(ApiError::method_not_allowed(
-            "pods/binding only accepts POST (create)",
+        ("create", Some("eviction")) => handlers::delete::evict(&req).await,
+        (_, Some("binding" | "eviction")) => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
         )),
         ("watch", _) => handlers::watch::watch(req).await,
         ("get", _) => handlers::get::get(&req).await,

@@ -1,6 +1,6 @@
 //! Decoding the Kubernetes protobuf encoding of request bodies into JSON.
 //!
-//! kubectl's typed clients (`kubectl create namespace|configmap|secret|deployment|service`) send
+//! kubectl's typed clients (`kubectl create namespace|configmap|secret|deployment|service`, `drain`, `auth can-i`) send
 //! `application/vnd.kubernetes.protobuf` bodies and client-go has no JSON fallback on 415,
 //! so the server must read them. Only the messages those commands produce are described
 //! here, field by field from k8s.io/api's generated.proto; a field this table does not know
@@ -336,6 +336,35 @@ static SELF_SUBJECT_ACCESS_REVIEW: Message = Message {
     ],
 };
 
+static PRECONDITIONS: Message = Message {
+    name: "Preconditions",
+    fields: &[f(1, "uid", Ty::Str), f(2, "resourceVersion", Ty::Str)],
+};
+
+static DELETE_OPTIONS: Message = Message {
+    name: "DeleteOptions",
+    fields: &[
+        f(1, "gracePeriodSeconds", Ty::Int),
+        f(2, "preconditions", Ty::Msg(&PRECONDITIONS)),
+        f(3, "orphanDependents", Ty::Bool),
+        f(4, "propagationPolicy", Ty::Str),
+        r(5, "dryRun", Ty::Str),
+        f(
+            6,
+            "ignoreStoreReadErrorWithClusterBreakingPotential",
+            Ty::Bool,
+        ),
+    ],
+};
+
+static EVICTION: Message = Message {
+    name: "Eviction",
+    fields: &[
+        f(1, "metadata", Ty::Msg(&OBJECT_META)),
+        f(2, "deleteOptions", Ty::Msg(&DELETE_OPTIONS)),
+    ],
+};
+
 static TYPE_META: Message = Message {
     name: "TypeMeta",
     fields: &[f(1, "apiVersion", Ty::Str), f(2, "kind", Ty::Str)],
@@ -382,6 +411,9 @@ fn message_for(api_version: &str, kind: &str) -> Option<&'static Message> {
         ("v1", "Secret") => Some(&SECRET),
         ("v1", "Service") => Some(&SERVICE),
         ("apps/v1", "Deployment") => Some(&DEPLOYMENT),
+        ("policy/v1", "Eviction") => Some(&EVICTION),
+        // Typed clients send DeleteOptions under whichever group they delete in.
+        (_, "DeleteOptions") => Some(&DELETE_OPTIONS),
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => Some(&SELF_SUBJECT_ACCESS_REVIEW),
         _ => None,
     }

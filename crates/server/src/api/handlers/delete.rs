@@ -30,11 +30,11 @@ struct Options {
 }
 
 fn options(req: &ResourceRequest) -> ApiResult<Options> {
+    // kubectl's typed clients send DeleteOptions as protobuf, the others as JSON.
     let body: Value = if req.body.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("DeleteOptions is not valid JSON: {e}")))?
+        req.body_json()?
     };
     let dry_run_body = body["dryRun"]
         .as_array()
@@ -53,6 +53,40 @@ fn options(req: &ResourceRequest) -> ApiResult<Options> {
             .map(str::to_string),
         dry_run: req.params.dry_run || dry_run_body,
     })
+}
+
+/// `pods/eviction` (`kubectl drain`): a delete with the Eviction's DeleteOptions. No
+/// PodDisruptionBudgets are served yet, so every eviction is allowed.
+pub async fn evict(req: &ResourceRequest) -> ApiResult<Response> {
+    let eviction = req.body_json()?;
+    let named = eviction["metadata"]["name"].as_str().unwrap_or_default();
+    if !named.is_empty() && named != req.name_str() {
+        return Err(ApiError::bad_request(format!(
+            "name in URL does not match name in Eviction object ({named} vs {})",
+            req.name_str()
+        )));
+    }
+    let opts = &eviction["deleteOptions"];
+    let mut opts = Options {
+        grace: opts["gracePeriodSeconds"].as_i64(),
+        policy: opts["propagationPolicy"].as_str().map(str::to_string),
+        uid: opts["preconditions"]["uid"].as_str().map(str::to_string),
+        resource_version: opts["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string),
+        dry_run: req.params.dry_run,
+    };
+    opts.dry_run |= eviction["deleteOptions"]["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|v| v == "All"));
+    let (kv, obj) = req.load().await?;
+    delete_one(req, &opts, kv, obj).await?;
+    let ok = Status {
+        status: Some("Success".into()),
+        code: Some(201),
+        ..Default::default()
+    };
+    Ok(json(StatusCode::CREATED, &status_value(&ok)))
 }
 
 pub async fn delete(req: &ResourceRequest) -> ApiResult<Response> {
