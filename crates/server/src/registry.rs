@@ -52,7 +52,8 @@ pub struct ResourceInfo {
     pub namespaced: bool,
     pub short_names: &'static [&'static str],
     pub categories: &'static [&'static str],
-    /// `status`, `scale` (apps workloads), `binding` and `eviction` (pods).
+    /// `status`, `scale` (apps workloads), `binding` and `eviction` (pods), `finalize`
+    /// (namespaces).
     pub subresources: &'static [&'static str],
     /// What may be done to it: [`ALL_VERBS`] for stored resources, `create` alone for
     /// reviews, which are answered and never stored.
@@ -77,6 +78,7 @@ pub fn subresource_kind(
         "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
         "binding" => ("", "v1", "Binding", &["create"]),
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
+        "finalize" => (info.group, info.version, info.kind, &["update"]),
         _ => (
             info.group,
             info.version,
@@ -227,7 +229,7 @@ impl Registry {
         const SCALABLE: &[&str] = &["status", "scale"];
         const POD: &[&str] = &["status", "binding", "eviction"];
         let resources = vec![
-            entry::<core::v1::Namespace>(&["ns"], NONE, STATUS),
+            entry::<core::v1::Namespace>(&["ns"], NONE, &["status", "finalize"]),
             entry::<core::v1::Pod>(&["po"], ALL, POD),
             entry::<core::v1::Node>(&["no"], NONE, STATUS),
             entry::<core::v1::Service>(&["svc"], ALL, STATUS),

@@ -62,6 +62,9 @@ pub struct Config {
     pub service_cidr: String,
     /// How often watches that allow bookmarks get one (upstream: about a minute).
     pub bookmark_interval: Duration,
+    /// A namespace controller will run against this server (see
+    /// [`ApiState::namespace_controller`]); off, namespace deletion is immediate.
+    pub namespace_controller: bool,
     /// Serve reads and watches from an in-memory watch cache in front of `store` (as
     /// kube-apiserver does); off only to test a backend bare.
     pub watch_cache: bool,
@@ -79,6 +82,7 @@ impl Config {
             service_cidr: "10.43.0.0/16".into(),
             bookmark_interval: Duration::from_secs(60),
             watch_cache: true,
+            namespace_controller: false,
         }
     }
 }
@@ -135,7 +139,7 @@ fn load_token(data_dir: &Path, given: Option<String>) -> Result<String, ServerEr
     Ok(token)
 }
 
-async fn bootstrap(store: &dyn Backend) -> Result<(), ServerError> {
+async fn bootstrap(store: &dyn Backend, finalizer: bool) -> Result<(), ServerError> {
     let info = registry()
         .find("", "v1", "namespaces")
         .expect("namespaces are in the registry");
@@ -155,7 +159,8 @@ async fn bootstrap(store: &dyn Backend) -> Result<(), ServerError> {
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": name, "uid": api::new_uid(), "creationTimestamp": api::now(),
                          "labels": {"kubernetes.io/metadata.name": name}},
-            "spec": {}, "status": {"phase": "Active"},
+            "spec": if finalizer { serde_json::json!({"finalizers": ["kubernetes"]}) } else { serde_json::json!({}) },
+            "status": {"phase": "Active"},
         });
         match store
             .create(&key, serde_json::to_vec(&ns).unwrap_or_default())
@@ -221,7 +226,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         config.store.clone()
     };
-    bootstrap(store.as_ref()).await?;
+    bootstrap(store.as_ref(), config.namespace_controller).await?;
 
     let cancel = CancellationToken::new();
     let state = Arc::new(ApiState {
@@ -229,6 +234,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         shutdown: cancel.clone(),
         bookmark_interval: config.bookmark_interval,
         join_token: Some(token.clone()),
+        namespace_controller: config.namespace_controller,
     });
     let router = api::router(state);
     let acceptor = TlsAcceptor::from(tls_config);

@@ -21,12 +21,17 @@ struct Api {
 
 impl Api {
     fn new(config: MemoryConfig) -> Api {
+        Self::build(config, false)
+    }
+
+    fn build(config: MemoryConfig, namespace_controller: bool) -> Api {
         let store: Arc<dyn Backend> = Arc::new(MemoryBackend::new(config));
         let state = Arc::new(ApiState {
             store,
             shutdown: CancellationToken::new(),
             bookmark_interval: Duration::from_millis(100),
             join_token: None,
+            namespace_controller,
         });
         Api {
             router: router(state),
@@ -556,5 +561,49 @@ async fn eviction_deletes_the_pod() {
     let (code, _) = api
         .call(Method::GET, "/api/v1/namespaces/default/pods/p", None)
         .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn namespaces_terminate_until_finalized_when_a_controller_runs() {
+    let api = Api::build(MemoryConfig::default(), true);
+    namespace(&api, "team").await;
+    let (_, ns) = api.call(Method::GET, "/api/v1/namespaces/team", None).await;
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
+    api.call(
+        Method::POST,
+        "/api/v1/namespaces/team/configmaps",
+        Some(cm("a", json!({}))),
+    )
+    .await;
+
+    let (code, ns) = api
+        .call(Method::DELETE, "/api/v1/namespaces/team", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    // Content stays for the controller to delete; new content is refused.
+    let (_, left) = api
+        .call(Method::GET, "/api/v1/namespaces/team/configmaps", None)
+        .await;
+    assert_eq!(left["items"].as_array().unwrap().len(), 1);
+    let (code, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/namespaces/team/configmaps",
+            Some(cm("b", json!({}))),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+
+    // The controller finalizes: the namespace goes.
+    let mut done = ns.clone();
+    done["spec"]["finalizers"] = json!([]);
+    let (code, body) = api
+        .call(Method::PUT, "/api/v1/namespaces/team/finalize", Some(done))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, _) = api.call(Method::GET, "/api/v1/namespaces/team", None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
 }

@@ -38,6 +38,10 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// The join token, accepted as a bearer token for node bootstrap; `None` accepts none.
     pub join_token: Option<String>,
+    /// A namespace controller runs: namespaces get the `kubernetes` finalizer on create and
+    /// stay Terminating until it empties them and calls `/finalize` (upstream). Without one,
+    /// deleting a namespace deletes its contents at once.
+    pub namespace_controller: bool,
 }
 
 /// The router serving the whole API. The caller attaches a [`User`] to each request's
@@ -252,6 +256,12 @@ async fn serve(state: Arc<ApiState>, req: Request<Body>) -> Response {
             "create"
         }
         (&Method::PUT, true) => "update",
+        (m, true) if subresource.as_deref() == Some("finalize") && m != Method::PUT => {
+            return ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            )
+            .into_response()
+        }
         (&Method::PATCH, true) => "patch",
         (&Method::DELETE, true) => "delete",
         (&Method::DELETE, false) => "deletecollection",

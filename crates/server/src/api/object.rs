@@ -71,6 +71,23 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the object is a Namespace, whose `spec.finalizers` also hold its deletion.
+pub fn is_namespace(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.resource == "namespaces"
+}
+
+/// Everything that keeps an object marked for deletion from going away: its finalizers and,
+/// for a namespace, `spec.finalizers` (the namespace controller's `kubernetes`).
+pub fn pending_finalizers(info: &ResourceInfo, obj: &Value) -> Vec<String> {
+    let mut all = finalizers(obj);
+    if is_namespace(info) {
+        if let Some(spec) = obj["spec"]["finalizers"].as_array() {
+            all.extend(spec.iter().filter_map(|v| v.as_str().map(str::to_string)));
+        }
+    }
+    all
+}
+
 pub fn set_resource_version(obj: &mut Value, rev: Revision) {
     meta_mut(obj).insert("resourceVersion".into(), Value::String(rev.to_string()));
 }

@@ -59,6 +59,9 @@ pub(crate) async fn create_object(
         }
     }
     validate::default(info, &mut obj);
+    if object::is_namespace(info) && req.state.namespace_controller {
+        obj["spec"]["finalizers"] = serde_json::json!(["kubernetes"]);
+    }
     validate::validate(info, &obj)?;
 
     if let Some(ns) = req.namespace.as_deref().filter(|_| info.namespaced) {

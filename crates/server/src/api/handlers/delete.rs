@@ -175,8 +175,14 @@ async fn delete_one(
         }
     }
 
-    if grace > 0 || !finalizers.is_empty() {
+    let namespace_finalizers =
+        object::pending_finalizers(info, &obj).len() > object::finalizers(&obj).len();
+    if grace > 0 || !finalizers.is_empty() || namespace_finalizers {
         let before = obj.clone();
+        if object::is_namespace(info) {
+            // Upstream: a namespace being deleted is Terminating until its content is gone.
+            obj["status"]["phase"] = json!("Terminating");
+        }
         let m = object::meta_mut(&mut obj);
         if grace > 0 || m.get("deletionTimestamp").is_none_or(Value::is_null) {
             m.insert(
@@ -209,14 +215,15 @@ async fn delete_one(
         .delete(&kv.key, Some(kv.mod_revision))
         .await
         .map_err(|e| ApiError::from_store(info, &name, e))?;
-    if info.group.is_empty() && info.resource == "namespaces" {
+    if object::is_namespace(info) && !req.state.namespace_controller {
         delete_namespace_contents(req, &name).await;
     }
     Ok((StatusCode::OK, success(req, &name, &uid)))
 }
 
-/// Until the namespace controller exists, a deleted namespace's objects are removed here.
-async fn delete_namespace_contents(req: &ResourceRequest, ns: &str) {
+/// Without a namespace controller (`ApiState::namespace_controller`), a deleted namespace's
+/// objects are removed here, at once.
+pub(crate) async fn delete_namespace_contents(req: &ResourceRequest, ns: &str) {
     for info in registry().all().iter().filter(|r| r.namespaced) {
         let prefix = info.prefix(Some(ns));
         let Ok(page) = req.state.store.list(&prefix, None, None, None).await else {

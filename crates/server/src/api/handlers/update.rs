@@ -48,6 +48,28 @@ pub(crate) async fn write(
 ) -> ApiResult<(Value, StatusCode)> {
     let info = req.info;
     let status_only = req.subresource.as_deref() == Some("status");
+    if object::is_namespace(info) {
+        // spec.finalizers change only through /finalize; /finalize changes nothing else.
+        let finalizers = if req.subresource.as_deref() == Some("finalize") {
+            new["spec"]["finalizers"].clone()
+        } else {
+            old["spec"]["finalizers"].clone()
+        };
+        if req.subresource.as_deref() == Some("finalize") {
+            new = old.clone();
+        }
+        if !new["spec"].is_object() {
+            new["spec"] = serde_json::json!({});
+        }
+        match finalizers {
+            Value::Null => {
+                if let Some(spec) = new["spec"].as_object_mut() {
+                    spec.remove("finalizers");
+                }
+            }
+            f => new["spec"]["finalizers"] = f,
+        }
+    }
     if info.has_status() {
         let keep = if status_only { "spec" } else { "status" };
         if let Value::Object(m) = &mut new {
@@ -103,7 +125,7 @@ pub(crate) async fn write(
     let grace = object::meta(&new)["deletionGracePeriodSeconds"]
         .as_i64()
         .unwrap_or(0);
-    if being_deleted && grace == 0 && object::finalizers(&new).is_empty() {
+    if being_deleted && grace == 0 && object::pending_finalizers(info, &new).is_empty() {
         let gone = req
             .state
             .store
@@ -111,6 +133,9 @@ pub(crate) async fn write(
             .await
             .map_err(|e| req.store_error(e))?;
         object::set_resource_version(&mut new, gone.mod_revision);
+        if object::is_namespace(info) && !req.state.namespace_controller {
+            super::delete::delete_namespace_contents(req, object::name(&new)).await;
+        }
         return Ok((new, StatusCode::OK));
     }
     let rev = req
