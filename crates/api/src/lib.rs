@@ -1,2 +1,6 @@
-//! Shared API types for deckhand: re-exports of the Kubernetes types, ids and conditions.
-//! No IO lives here. It grows with the kubelet and control-plane issues.
+//! Shared API helpers for deckhand: what the control plane and the node both need on top of
+//! the Kubernetes types (k8s-openapi, never redefined). No IO lives here.
+//!
+//! - [`quantity`]: resource quantities (`100m`, `2Gi`) to milli-units and bytes.
+
+pub mod quantity;

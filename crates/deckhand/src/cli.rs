@@ -37,7 +37,7 @@ pub enum Command {
     /// Run the container runtime alone, serving CRI v1 gRPC (images, pod sandboxes, containers,
     /// exec, logs, stats) until SIGINT or SIGTERM. Containers keep running when it stops.
     Runtime(RuntimeArgs),
-    /// Internal: one container operation (create, start, delete, exec) run by a pod's shim,
+    /// Internal: one container operation (create, exec) run by a pod's shim,
     /// `deckhand-shim` (never run by hand).
     #[command(hide = true)]
     Oci(OciArgs),
@@ -72,7 +72,7 @@ pub struct ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct OciArgs {
-    /// create, start, delete or exec.
+    /// create or exec.
     pub op: deckhand_runtime::shim::oci::Op,
     /// The container.
     pub id: String,

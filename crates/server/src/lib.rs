@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod controllers;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -1,5 +1,6 @@
-//! Container operations the shim cannot do itself: everything that needs libcontainer
-//! (create, start, kill, delete, exec) runs in `deckhand oci <op> <id>`, a short-lived process
+//! Container operations the shim cannot do itself: the ones that need libcontainer and must
+//! create a process the shim parents (create, exec) run in `deckhand oci <op> <id>`, a
+//! short-lived process
 //! the shim executes, as containerd's shim executes runc. Keeping libcontainer out of the shim
 //! keeps the shim small (one runs per pod); the helper's children (container inits, exec'd
 //! processes) are reparented to the shim, a child subreaper, when the helper exits.

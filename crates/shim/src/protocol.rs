@@ -33,9 +33,6 @@ pub enum Request {
         #[serde(default)]
         stdin_once: bool,
     },
-    Start {
-        id: String,
-    },
     /// Signal the container's init (`all`: every process in its cgroup).
     Kill {
         id: String,
@@ -44,19 +41,17 @@ pub enum Request {
         all: bool,
     },
     /// Answered when the container has exited (at once if it already has).
-    Wait {
-        id: String,
-    },
-    /// Remove a stopped container (with `force`, kill a running one first).
+    Wait { id: String },
+    /// Forget a stopped container: its output is drained and its streams end (with `force`, a
+    /// running one is killed, reaped and its exit recorded first). The caller removes the
+    /// container's OCI state afterwards: that needs no parent.
     Delete {
         id: String,
         #[serde(default)]
         force: bool,
     },
     /// Close and reopen the log file (after the kubelet rotated it).
-    ReopenLog {
-        id: String,
-    },
+    ReopenLog { id: String },
     /// The recorded states of the given containers (all the shim knows when empty).
     State {
         #[serde(default)]

@@ -408,7 +408,6 @@ impl Shim {
                 stdin,
                 stdin_once,
             } => self.create(&id, &spec, log_path.as_deref(), stdin, stdin_once),
-            Request::Start { id } => self.helper.run("start", &id, &[], None, &[]),
             Request::Kill { id, signal, all } => self.kill(&id, signal, all),
             Request::Wait { id } => {
                 if let Some(c) = self.containers.get_mut(&id) {
@@ -637,17 +636,6 @@ impl Shim {
             if let Ok(exit) = deckhand_sys::process::wait_exit(nix::unistd::Pid::from_raw(pid)) {
                 self.container_exited(id, exit);
             }
-        }
-        let answer = self.helper.run("delete", id, &[], None, &[]);
-        if !matches!(
-            answer,
-            Response::Ok
-                | Response::Error {
-                    kind: ErrorKind::NotFound,
-                    ..
-                }
-        ) {
-            return answer;
         }
         if let Some(mut c) = self.containers.remove(id) {
             self.drain_container(&mut c);

@@ -30,22 +30,30 @@ impl Runtime {
                 op: "start",
             });
         }
-        let started_at = Utc::now();
+        // The status record says running before the init is released: once released it may
+        // exit at once, and the shim then records the exit in the same file. Writing
+        // "running" after the release could overwrite that exit with a stale state.
+        let created = state.clone();
+        state.status = ContainerStatus::Running;
+        state.started_at = Some(Utc::now());
+        let path = self.status_path(id);
+        state
+            .save(&path)
+            .map_err(io_err(id, "write status", &path))?;
         // Not `Container::start`: libcontainer 0.7 chdir()s into the state directory to connect
         // to the init's notify socket, which races with every other thread of this process.
         let sock = self.container_state_dir(id).join(NOTIFY_FILE);
-        notify_start(&sock).map_err(io_err(id, "start (notify init)", &sock))?;
+        if let Err(e) = notify_start(&sock) {
+            let _ = created.save(&path);
+            return Err(io_err(id, "start (notify init)", &sock)(e));
+        }
         c.set_status(libcontainer::container::ContainerStatus::Running)
             .save()
             .map_err(|e| ContainerError::Runtime {
                 id: id.into(),
                 op: "start (save state)",
                 message: error_chain(&e),
-            })?;
-        state.status = ContainerStatus::Running;
-        state.started_at = Some(started_at);
-        let path = self.status_path(id);
-        state.save(&path).map_err(io_err(id, "write status", &path))
+            })
     }
 
     /// The container's current state: the recorded status, corrected by whether its init still

@@ -21,7 +21,7 @@ use super::api::runtime_service_server::RuntimeService as RuntimeServiceApi;
 use super::convert;
 use super::network::PodNetwork;
 use super::state::{self, ContainerRecord, Layout, SandboxRecord, SandboxState};
-use crate::container::{ContainerState, ContainerStatus, Runtime, RuntimeConfig};
+use crate::container::{ContainerError, ContainerState, ContainerStatus, Runtime, RuntimeConfig};
 use crate::shim::protocol::{ErrorKind, FrameKind, Request as ShimRequest};
 use crate::shim::{ShimClient, ShimClientError};
 use crate::streaming::StreamingServer;
@@ -809,7 +809,7 @@ impl Inner {
     }
 
     async fn start_container(&self, id: &str) -> Result<(), Status> {
-        let r = self.container(id)?;
+        self.container(id)?;
         let lock = self.lock_for(id);
         let _g = lock.lock().await;
         match self.oci_state(id).map(|s| s.status) {
@@ -825,11 +825,13 @@ impl Inner {
                 )))
             }
         }
-        self.shim(&r.sandbox_id)
-            .call(&ShimRequest::Start { id: id.into() })
-            .await
-            .map_err(shim_status)?;
-        Ok(())
+        // Start needs no parent: the runtime releases the init itself (a notify-socket write
+        // and a state update), sparing the shim a helper run.
+        self.oci.start(id).map_err(|e| match e {
+            ContainerError::NotFound { .. } => Status::not_found(e.to_string()),
+            ContainerError::InvalidState { .. } => Status::failed_precondition(e.to_string()),
+            e => Status::internal(e.to_string()),
+        })
     }
 
     /// Signal, wait up to `timeout` seconds, then SIGKILL. Stopping a stopped container
@@ -915,6 +917,12 @@ impl Inner {
                 tracing::warn!(container = id, "shim unreachable; removing container state");
             }
             Err(e) => return Err(shim_status(e)),
+        }
+        // The shim has reaped the init and recorded its exit; the OCI state (libcontainer's,
+        // the cgroup, the bundle, the status record) needs no parent to be removed.
+        match self.oci.delete(id, false) {
+            Ok(()) | Err(ContainerError::NotFound { .. }) => {}
+            Err(e) => tracing::warn!(container = id, error = %e, "removing container OCI state"),
         }
         self.cleanup_container_files(&r).await;
         self.locks.lock().unwrap().remove(id);

@@ -16,8 +16,6 @@ use deckhand_shim::protocol::{ErrorKind, Response};
 pub enum Op {
     /// Create from the OCI spec on stdin, stdio on descriptors 3–5: `Created { pid }`.
     Create,
-    Start,
-    Delete,
     /// Run `{"args": […], "env": […]}` from stdin, stdio on descriptors 3–5: `Created { pid }`.
     Exec,
 }
@@ -27,14 +25,8 @@ impl std::str::FromStr for Op {
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s {
             "create" => Op::Create,
-            "start" => Op::Start,
-            "delete" => Op::Delete,
             "exec" => Op::Exec,
-            _ => {
-                return Err(format!(
-                    "unknown operation {s:?} (create, start, delete, exec)"
-                ))
-            }
+            _ => return Err(format!("unknown operation {s:?} (create, exec)")),
         })
     }
 }
@@ -64,11 +56,6 @@ fn execute(rt: &Runtime, op: Op, id: &str) -> Result<Response, ContainerError> {
             let state = rt.create_with_spec(id, spec, inherited_stdio())?;
             Ok(Response::Created { pid: state.pid })
         }
-        Op::Start => rt.start(id).map(|()| Response::Ok),
-        Op::Delete => match rt.delete(id, false) {
-            Ok(()) | Err(ContainerError::NotFound { .. }) => Ok(Response::Ok),
-            Err(e) => Err(e),
-        },
         Op::Exec => {
             #[derive(serde::Deserialize)]
             struct Input {
