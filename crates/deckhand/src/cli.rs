@@ -76,6 +76,9 @@ pub struct OciArgs {
     pub op: deckhand_runtime::shim::oci::Op,
     /// The container.
     pub id: String,
+    /// Give the container a terminal and send its master to this unix socket.
+    #[arg(long)]
+    pub console_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,12 @@ fn main() -> std::process::ExitCode {
     // libcontainer forks: container operations run before any async runtime starts threads.
     if let cli::Command::Oci(args) = &cli.command {
         let config = deckhand_runtime::cri::containers_config(&cli.data_dir);
-        let code = deckhand_runtime::shim::oci::run(config, args.op, &args.id);
+        let code = deckhand_runtime::shim::oci::run(
+            config,
+            args.op,
+            &args.id,
+            args.console_socket.clone(),
+        );
         return std::process::ExitCode::from(code as u8);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -238,6 +238,9 @@ pub struct ContainerConfig {
     pub shm_size: Option<u64>,
     pub sysctls: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// Give the process a terminal (CRI `tty`): its stdio is a pseudo-terminal the runtime
+    /// receives over a console socket.
+    pub tty: bool,
 }
 
 /// Facts about the host that shape the spec.
@@ -438,7 +441,7 @@ impl ContainerConfig {
         }
 
         let mut process = Process::default();
-        process.set_terminal(Some(false));
+        process.set_terminal(Some(self.tty));
         process.set_user(user);
         process.set_args(Some(self.args.clone()));
         process.set_env(Some(env));

@@ -32,6 +32,10 @@ pub enum Request {
         stdin: bool,
         #[serde(default)]
         stdin_once: bool,
+        /// Give the container a terminal: its output is one stream (logged as stdout), stdin
+        /// and resizes go to the terminal.
+        #[serde(default)]
+        tty: bool,
     },
     /// Signal the container's init (`all`: every process in its cgroup).
     Kill {
@@ -125,6 +129,8 @@ pub enum FrameKind {
     Stderr = 2,
     /// shim → runtime: the exec'd process ended; payload is its exit status (decimal ASCII).
     Exit = 3,
+    /// runtime → shim: the terminal's new size, `cols` then `rows` as big-endian u16.
+    Resize = 4,
 }
 
 impl FrameKind {
@@ -134,6 +140,7 @@ impl FrameKind {
             1 => FrameKind::Stdout,
             2 => FrameKind::Stderr,
             3 => FrameKind::Exit,
+            4 => FrameKind::Resize,
             _ => return None,
         })
     }

@@ -132,10 +132,61 @@ struct Container {
     log: Option<LogWriter>,
     out: Outputs,
     stdin: Option<File>,
+    /// The terminal's master, when the container has one (for resizes).
+    pty: Option<OwnedFd>,
     stdin_once: bool,
     waiters: Vec<usize>,
     attached: Vec<usize>,
     exit: Option<ExitRecord>,
+}
+
+/// A create request's parameters.
+struct CreateRequest<'a> {
+    spec: &'a serde_json::Value,
+    log_path: Option<&'a Path>,
+    stdin: bool,
+    stdin_once: bool,
+    tty: bool,
+}
+
+/// The shim's ends of a new process's stdio.
+struct ProcessIo {
+    out: Outputs,
+    stdin: Option<File>,
+    pty: Option<OwnedFd>,
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Accept one connection, giving up after `timeout`.
+fn accept_with_timeout(listener: &UnixListener, timeout: Duration) -> io::Result<UnixStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false)?;
+                return Ok(conn);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the container did not connect to its console socket",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 struct ExecProcess {
@@ -407,7 +458,17 @@ impl Shim {
                 log_path,
                 stdin,
                 stdin_once,
-            } => self.create(&id, &spec, log_path.as_deref(), stdin, stdin_once),
+                tty,
+            } => self.create(
+                &id,
+                CreateRequest {
+                    spec: &spec,
+                    log_path: log_path.as_deref(),
+                    stdin,
+                    stdin_once,
+                    tty,
+                },
+            ),
             Request::Kill { id, signal, all } => self.kill(&id, signal, all),
             Request::Wait { id } => {
                 if let Some(c) = self.containers.get_mut(&id) {
@@ -496,40 +557,64 @@ impl Shim {
         }
     }
 
-    fn create(
-        &mut self,
-        id: &str,
-        spec: &serde_json::Value,
-        log_path: Option<&Path>,
-        want_stdin: bool,
-        stdin_once: bool,
-    ) -> Response {
-        let pipes = (|| -> io::Result<_> {
-            let out = pipe()?;
-            let err = pipe()?;
-            let stdin = if want_stdin { Some(pipe()?) } else { None };
-            Ok((out, err, stdin))
-        })();
-        let ((out_r, out_w), (err_r, err_w), stdin) = match pipes {
-            Ok(p) => p,
-            Err(e) => return error(ErrorKind::Internal, format!("container {id}: pipes: {e}")),
-        };
-        let log = match log_path.map(LogWriter::open).transpose() {
+    fn create(&mut self, id: &str, req: CreateRequest<'_>) -> Response {
+        let log = match req.log_path.map(LogWriter::open).transpose() {
             Ok(l) => l,
             Err(e) => {
                 return error(
                     ErrorKind::Internal,
                     format!(
                         "container {id}: open log {}: {e}",
-                        log_path.unwrap_or(Path::new("")).display()
+                        req.log_path.unwrap_or(Path::new("")).display()
                     ),
                 )
             }
         };
-        let spec = match serde_json::to_vec(spec) {
+        let spec = match serde_json::to_vec(req.spec) {
             Ok(s) => s,
             Err(e) => return error(ErrorKind::InvalidArgument, format!("container {id}: {e}")),
         };
+        let created = if req.tty {
+            self.create_with_terminal(id, &spec, req.stdin)
+        } else {
+            self.create_with_pipes(id, &spec, req.stdin)
+        };
+        let (pid, io) = match created {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        self.containers.insert(
+            id.to_owned(),
+            Container {
+                pid,
+                log,
+                out: io.out,
+                stdin: io.stdin,
+                pty: io.pty,
+                stdin_once: req.stdin_once,
+                waiters: Vec::new(),
+                attached: Vec::new(),
+                exit: None,
+            },
+        );
+        Response::Created { pid }
+    }
+
+    /// Create with pipes for stdout and stderr (and stdin when wanted).
+    fn create_with_pipes(
+        &mut self,
+        id: &str,
+        spec: &[u8],
+        want_stdin: bool,
+    ) -> Result<(i32, ProcessIo), Response> {
+        let pipes = (|| -> io::Result<_> {
+            let out = pipe()?;
+            let err = pipe()?;
+            let stdin = if want_stdin { Some(pipe()?) } else { None };
+            Ok((out, err, stdin))
+        })();
+        let ((out_r, out_w), (err_r, err_w), stdin) =
+            pipes.map_err(|e| error(ErrorKind::Internal, format!("container {id}: pipes: {e}")))?;
         let mut fds = vec![
             (out_w.as_fd(), ops::STDOUT_FD),
             (err_w.as_fd(), ops::STDERR_FD),
@@ -537,7 +622,7 @@ impl Shim {
         if let Some((r, _)) = &stdin {
             fds.push((r.as_fd(), ops::STDIN_FD));
         }
-        let answer = self.helper.run("create", id, &[], Some(&spec), &fds);
+        let answer = self.helper.run("create", id, &[], Some(spec), &fds);
         // Our copies of the container's ends: the container holds its own now.
         drop(fds);
         drop((out_w, err_w));
@@ -545,8 +630,15 @@ impl Shim {
         drop(in_r);
         let out_r = nonblocking(out_r);
         let err_r = nonblocking(err_r);
-        let pid = match answer {
-            Response::Created { pid } => pid,
+        match answer {
+            Response::Created { pid } => Ok((
+                pid,
+                ProcessIo {
+                    out: [Some(out_r), Some(err_r)],
+                    stdin: in_w.map(File::from),
+                    pty: None,
+                },
+            )),
             Response::Error { kind, message } => {
                 // libcontainer's init reports the cause of a failed setup on the container's
                 // stderr (the top-level error says only "failed to prepare rootfs").
@@ -559,29 +651,74 @@ impl Shim {
                 } else {
                     format!("{message}; init said: {detail}")
                 };
-                return Response::Error { kind, message };
+                Err(Response::Error { kind, message })
             }
+            other => Err(error(
+                ErrorKind::Internal,
+                format!("container {id}: create: unexpected answer {other:?}"),
+            )),
+        }
+    }
+
+    /// Create with a terminal: the container's init opens a pseudo-terminal and sends its
+    /// master to a console socket the shim listens on; the master carries all of the
+    /// container's output (logged as stdout) and its stdin.
+    fn create_with_terminal(
+        &mut self,
+        id: &str,
+        spec: &[u8],
+        want_stdin: bool,
+    ) -> Result<(i32, ProcessIo), Response> {
+        let internal = |what: &str, e: io::Error| {
+            error(ErrorKind::Internal, format!("container {id}: {what}: {e}"))
+        };
+        let path = self
+            .socket
+            .with_extension(format!("{}.tty", id.get(..12).unwrap_or(id)));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(|e| internal("console socket", e))?;
+        // Removed whatever happens next: it only ever serves this one create.
+        let _cleanup = RemoveOnDrop(path.clone());
+        let path_arg = path.to_string_lossy().into_owned();
+        let answer = self.helper.run(
+            "create",
+            id,
+            &["--console-socket", &path_arg],
+            Some(spec),
+            &[],
+        );
+        let pid = match answer {
+            Response::Created { pid } => pid,
+            Response::Error { .. } => return Err(answer),
             other => {
-                return error(
+                return Err(error(
                     ErrorKind::Internal,
                     format!("container {id}: create: unexpected answer {other:?}"),
-                )
+                ))
             }
         };
-        self.containers.insert(
-            id.to_owned(),
-            Container {
-                pid,
-                log,
-                out: [Some(out_r), Some(err_r)],
-                stdin: in_w.map(File::from),
-                stdin_once,
-                waiters: Vec::new(),
-                attached: Vec::new(),
-                exit: None,
+        // The init sent the master while it was being created: the connection is queued.
+        let master = accept_with_timeout(&listener, Duration::from_secs(5))
+            .and_then(|conn| deckhand_sys::term::recv_fd(conn.as_fd()))
+            .map_err(|e| {
+                let _ = deckhand_sys::process::signal_pid(pid, libc::SIGKILL);
+                internal("receiving the terminal from the container", e)
+            })?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| internal("terminal", e));
+        let out = nonblocking(dup(&master)?);
+        let stdin = if want_stdin {
+            Some(File::from(dup(&master)?))
+        } else {
+            None
+        };
+        Ok((
+            pid,
+            ProcessIo {
+                out: [Some(out), None],
+                stdin,
+                pty: Some(master),
             },
-        );
-        Response::Created { pid }
+        ))
     }
 
     fn kill(&mut self, id: &str, signal: i32, all: bool) -> Response {
@@ -739,6 +876,19 @@ impl Shim {
                 }
             };
             conn.buf.drain(..used);
+            if kind == FrameKind::Resize {
+                let pty = match &conn.mode {
+                    Mode::Attach { id, .. } => self.containers.get(id).and_then(|c| c.pty.as_ref()),
+                    _ => None,
+                };
+                if let (Some(pty), &[c0, c1, r0, r1]) = (pty, payload.as_slice()) {
+                    let (cols, rows) = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([r0, r1]));
+                    if let Err(e) = deckhand_sys::term::set_window_size(pty.as_fd(), cols, rows) {
+                        log!("WARN", "resizing a terminal to {cols}x{rows}: {e}");
+                    }
+                }
+                continue;
+            }
             if kind != FrameKind::Stdin {
                 continue;
             }
@@ -753,7 +903,7 @@ impl Shim {
                 if payload.is_empty() {
                     *stdin = None;
                 } else if let Some(f) = stdin.as_mut() {
-                    if f.write_all(&payload).is_err() {
+                    if write_all_patiently(f, &payload).is_err() {
                         *stdin = None;
                     }
                 }
@@ -830,6 +980,14 @@ impl Shim {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A terminal master reads EIO once every slave is closed: the end of output.
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    c.out[s as usize] = None;
+                    if let Some(log) = c.log.as_mut() {
+                        log.finish(s);
+                    }
+                    return;
+                }
                 // WouldBlock: drained for now.
                 Err(_) => return,
             }
@@ -1001,6 +1159,26 @@ fn error(kind: ErrorKind, message: String) -> Response {
 
 fn not_found(id: &str) -> Response {
     error(ErrorKind::NotFound, format!("container {id} not found"))
+}
+
+/// Write all of `data` to a descriptor that may be non-blocking (a terminal master shares its
+/// non-blocking flag with the shim's reading end): wait for room, at most 5 s per chunk.
+fn write_all_patiently(f: &mut File, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match f.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLOUT)];
+                if nix::poll::poll(&mut fds, PollTimeout::from(5000u16))? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

@@ -12,3 +12,4 @@ pub mod ns;
 pub mod privilege;
 pub mod process;
 pub mod seccomp;
+pub mod term;

@@ -506,6 +506,159 @@ pub(crate) fn mount_overlay_legacy(spec: &OverlaySpec, target: &Path) -> Result<
     Ok(())
 }
 
+/// Bind-mount `base/rel` onto `target` (an existing directory, or file for a file) without
+/// following a symlink anywhere along `rel`: each component is opened with `O_NOFOLLOW` from
+/// the one before, and the bind is made from the opened descriptor (`/proc/self/fd/N`). A
+/// symlink swapped into the path after the caller checked it makes this fail (ELOOP) instead
+/// of mounting what it points to (the kubelet's safe subPath, CVE-2017-1002101). `base` is
+/// trusted as given.
+pub fn bind_beneath(
+    base: &Path,
+    rel: &Path,
+    target: &Path,
+    read_only: bool,
+) -> Result<(), MountError> {
+    let fail = |what: String, source: std::io::Error| MountError::Mount {
+        kind: format!("bind of {} beneath {}", rel.display(), base.display()),
+        target: path_str(target),
+        source: std::io::Error::new(source.kind(), format!("{what}: {source}")),
+    };
+    let open =
+        |dirfd: libc::c_int, name: &CStr, flags: libc::c_int| -> Result<OwnedFd, std::io::Error> {
+            // SAFETY: valid C string; openat returns a new fd or -1.
+            let fd = unsafe {
+                libc::openat(dirfd, name.as_ptr(), flags | libc::O_PATH | libc::O_CLOEXEC)
+            };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // SAFETY: a fresh fd nothing else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+    let base_c = cstring(base).map_err(|e| fail("base".into(), e))?;
+    let mut fd = open(libc::AT_FDCWD, &base_c, libc::O_DIRECTORY)
+        .map_err(|e| fail(format!("open {}", base.display()), e))?;
+    for c in rel.components() {
+        let std::path::Component::Normal(name) = c else {
+            if c == std::path::Component::CurDir {
+                continue;
+            }
+            return Err(invalid(
+                target,
+                format!("{} must be a relative path without '..'", rel.display()),
+            ));
+        };
+        let name_c = CString::new(name.as_bytes()).map_err(|_| {
+            fail(
+                "component".into(),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte in path"),
+            )
+        })?;
+        let next = open(fd.as_raw_fd(), &name_c, libc::O_NOFOLLOW)
+            .map_err(|e| fail(format!("open {}", name.to_string_lossy()), e))?;
+        // SAFETY: stat is plain old data; fstat fills it in.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and out pointer.
+        if unsafe { libc::fstat(next.as_raw_fd(), &mut st) } != 0 {
+            return Err(fail("fstat".into(), std::io::Error::last_os_error()));
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(fail(
+                format!("{} is a symlink", name.to_string_lossy()),
+                std::io::Error::from_raw_os_error(libc::ELOOP),
+            ));
+        }
+        fd = next;
+    }
+    let source = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    LinuxMounter.bind(&source, target, read_only)
+}
+
+/// Mount a fresh tmpfs on `target` (the kubelet's memory-backed emptyDir, secret and projected
+/// volumes). `size_bytes` becomes `size=`, so writes past it fail with ENOSPC; `None` leaves
+/// the kernel's default (half of RAM). `mode` sets the root directory's permission bits
+/// (`None`: tmpfs's default 1777).
+pub fn mount_tmpfs(
+    target: &Path,
+    size_bytes: Option<u64>,
+    mode: Option<u32>,
+) -> Result<(), MountError> {
+    let merr = |source: std::io::Error| MountError::Mount {
+        kind: "tmpfs".to_string(),
+        target: path_str(target),
+        source,
+    };
+    let mut opts = Vec::new();
+    if let Some(size) = size_bytes {
+        opts.push(format!("size={size}"));
+    }
+    if let Some(mode) = mode {
+        opts.push(format!("mode={:o}", mode & 0o7777));
+    }
+    let data = CString::new(opts.join(",")).map_err(|_| {
+        merr(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "tmpfs options contain a NUL byte",
+        ))
+    })?;
+    let tgt = cstring(target).map_err(merr)?;
+    // SAFETY: valid C strings for source, target, fstype and data.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            tgt.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(merr(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether `path` is a mount point in the calling thread's mount namespace, from
+/// `/proc/thread-self/mountinfo` (so bind mounts of the same file system count, unlike a
+/// device-number comparison with the parent). `path` is canonicalized first; a missing path is
+/// not a mount point.
+pub fn is_mount_point(path: &Path) -> Result<bool, std::io::Error> {
+    let canonical = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // The thread's own view: a thread may have unshared its mount namespace.
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .or_else(|_| std::fs::read_to_string("/proc/self/mountinfo"))?;
+    let wanted = canonical.as_os_str().as_bytes();
+    Ok(info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| unescape_mountinfo(mount_point) == wanted))
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Move the calling thread into a new mount namespace whose mounts propagate nowhere, so
 /// mounts made afterwards (by this thread) are invisible to the host and vanish with it.
 /// For tests and tools that must not touch the host's mount table.
@@ -540,3 +693,38 @@ pub fn enter_private_mount_namespace() -> Result<(), MountError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tmpfs_tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d"), b"/a b\tc\\d");
+        assert_eq!(unescape_mountinfo(r"/plain\04"), b"/plain\\04");
+    }
+
+    #[test]
+    fn tmpfs_on_a_path_with_a_space_is_a_mount_point() {
+        assert!(
+            crate::privilege::is_root(),
+            "mounts tmpfs: run as root (make test)"
+        );
+        enter_private_mount_namespace().expect("private mount namespace");
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("with space");
+        std::fs::create_dir(&target).unwrap();
+        assert!(!is_mount_point(&target).unwrap());
+        mount_tmpfs(&target, Some(1 << 20), Some(0o700)).unwrap();
+        let mounted = is_mount_point(&target);
+        let mode = std::fs::metadata(&target).map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o7777
+        });
+        LinuxMounter.unmount(&target).unwrap();
+        assert!(mounted.unwrap());
+        assert_eq!(mode.unwrap(), 0o700);
+        assert!(!is_mount_point(&target).unwrap());
+        assert!(!is_mount_point(&tmp.path().join("missing")).unwrap());
+    }
+}

@@ -984,6 +984,44 @@ pub async fn logs(ctx: &SuiteCtx) -> Result<()> {
     Ok(())
 }
 
+/// A container with a terminal (`tty: true`): its stdio is a terminal, and everything it
+/// prints (stderr included) is logged as stdout, with the terminal's line endings.
+pub async fn terminal(ctx: &SuiteCtx) -> Result<()> {
+    let pod = ctx.new_pod("tty", false).await?;
+    let mut cfg = ctx.container_config(
+        "term",
+        &[
+            "sh",
+            "-c",
+            "[ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo is-a-tty; echo to-stderr >&2; echo done",
+        ],
+    );
+    cfg.tty = true;
+    let id = ctx.start(&pod, cfg).await?;
+    ctx.cri
+        .wait_container(&id, ContainerState::ContainerExited, WAIT)
+        .await?;
+    let status = ctx.cri.container_status(&id).await?;
+    ensure!(status.exit_code == 0, "exit code {}", status.exit_code);
+    let content =
+        wait_file_contains(&ctx.log_file(&pod, "term"), "done", Duration::from_secs(5)).await?;
+    let lines = parse_log(&content)?;
+    let texts: Vec<&str> = lines
+        .iter()
+        .map(|l| l.text.trim_end_matches('\r'))
+        .collect();
+    ensure!(
+        lines.iter().all(|l| l.stream == "stdout"),
+        "a terminal has one output stream: {lines:?}"
+    );
+    ensure!(
+        texts == ["is-a-tty", "to-stderr", "done"],
+        "terminal output: {texts:?}"
+    );
+    ctx.remove_pod(&pod).await;
+    Ok(())
+}
+
 /// ExecSync: stdout and stderr separately, the exit code, and the timeout.
 pub async fn exec_sync(ctx: &SuiteCtx) -> Result<()> {
     let pod = ctx.new_pod("exec", false).await?;

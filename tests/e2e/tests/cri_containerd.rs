@@ -10,6 +10,7 @@ deckhand_e2e::cri_scenarios!(Which::Containerd, [];
     sandbox_lifecycle,
     container_lifecycle,
     logs,
+    terminal,
     exec_sync,
     stop,
     resources,

@@ -12,6 +12,7 @@ deckhand_e2e::cri_scenarios!(
     sandbox_lifecycle,
     container_lifecycle,
     logs,
+    terminal,
     exec_sync,
     stop,
     resources,

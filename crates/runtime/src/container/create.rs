@@ -123,6 +123,7 @@ impl Runtime {
         let stdin = stdio.stdin.map_or_else(devnull, Ok)?;
         let stdout = stdio.stdout.map_or_else(devnull, Ok)?;
         let stderr = stdio.stderr.map_or_else(devnull, Ok)?;
+        let console_socket = stdio.console_socket;
 
         let (rx, tx) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| ContainerError::Io {
@@ -149,6 +150,7 @@ impl Runtime {
                     b.with_stdin(stdin)
                         .with_stdout(stdout)
                         .with_stderr(stderr)
+                        .with_console_socket(console_socket)
                         .as_init(&bundle)
                         .with_systemd(false)
                         .with_detach(true)

@@ -93,6 +93,9 @@ pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// For a process with a terminal (`process.terminal` in the spec): the unix socket the
+    /// init sends the pseudo-terminal master to; the streams above are then unused.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Where a [`Runtime`] keeps its files and finds the host's cgroups.

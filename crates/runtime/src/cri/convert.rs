@@ -260,6 +260,7 @@ pub fn container_config(
         })
         .unwrap_or_default();
     Ok(ContainerConfig {
+        tty: req.tty,
         rootfs: rootfs.to_owned(),
         readonly_rootfs: sc.readonly_rootfs,
         args,

@@ -782,6 +782,7 @@ impl Inner {
             log_path: (!record.log_path.is_empty()).then(|| PathBuf::from(&record.log_path)),
             stdin: config.stdin,
             stdin_once: config.stdin_once,
+            tty: config.tty,
         };
         self.shim(&sandbox.id)
             .call(&req)
@@ -1033,7 +1034,7 @@ impl Inner {
                         let code = String::from_utf8_lossy(&payload).parse().unwrap_or(-1);
                         return Ok((out, err, code));
                     }
-                    FrameKind::Stdin => {}
+                    FrameKind::Stdin | FrameKind::Resize => {}
                 }
             }
             Err(internal(format!(

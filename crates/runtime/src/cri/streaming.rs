@@ -54,29 +54,41 @@ async fn pump(
         resize,
         ..
     } = streams;
-    // No terminal is allocated (the shim keeps plain pipes): sizes are read and dropped so the
-    // server's reader never stalls on a full channel.
-    if let Some(mut r) = resize {
-        tokio::spawn(async move { while r.recv().await.is_some() {} });
-    }
-    // The write half stays open until the session ends: closing it tells the shim the client
-    // left, and the shim then kills an exec'd process.
+    // One writer carries stdin and terminal sizes to the shim (sizes matter only for a
+    // container with a terminal; the shim ignores them otherwise). The write half stays open
+    // until the session ends: closing it tells the shim the client left, and the shim then
+    // kills an exec'd process.
     let (wr_tx, mut wr_rx) = tokio::sync::oneshot::channel();
     let stdin_task = tokio::spawn(async move {
-        if let Some(mut input) = stdin {
-            let mut chunk = vec![0u8; 32 * 1024];
-            loop {
-                match input.read(&mut chunk).await {
+        let mut input = stdin;
+        let mut resize = resize;
+        let mut chunk = vec![0u8; 32 * 1024];
+        while input.is_some() || resize.is_some() {
+            tokio::select! {
+                read = async { input.as_mut().expect("checked").read(&mut chunk).await },
+                    if input.is_some() => match read {
                     Ok(0) | Err(_) => {
                         let _ = send_stdin(&mut wr, &[]).await;
-                        break;
+                        input = None;
                     }
                     Ok(n) => {
                         if send_stdin(&mut wr, &chunk[..n]).await.is_err() {
                             break;
                         }
                     }
-                }
+                },
+                size = async { resize.as_mut().expect("checked").recv().await },
+                    if resize.is_some() => match size {
+                    Some(size) => {
+                        let mut payload = size.width.to_be_bytes().to_vec();
+                        payload.extend_from_slice(&size.height.to_be_bytes());
+                        let frame = protocol::encode_frame(FrameKind::Resize, &payload);
+                        if wr.write_all(&frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => resize = None,
+                },
             }
         }
         let _ = wr_tx.send(wr);
@@ -97,7 +109,7 @@ async fn pump(
                             .unwrap_or(-1);
                         break Ok(Some(code));
                     }
-                    FrameKind::Stdin => None,
+                    FrameKind::Stdin | FrameKind::Resize => None,
                 };
                 if let Some(w) = out {
                     // A client that went away loses the rest of the output, nothing more.

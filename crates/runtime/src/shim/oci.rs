@@ -4,6 +4,7 @@
 //! creates outlive it and are reparented to the shim.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use oci_spec::runtime::Spec;
 
@@ -33,9 +34,11 @@ impl std::str::FromStr for Op {
 
 /// Run `op` on container `id` and print the answer line on stdout. Must run while the process
 /// is single-threaded: libcontainer forks. Returns the process exit code.
-pub fn run(config: RuntimeConfig, op: Op, id: &str) -> i32 {
+///
+/// `console_socket`: the container gets a terminal, whose master goes to that socket.
+pub fn run(config: RuntimeConfig, op: Op, id: &str, console_socket: Option<PathBuf>) -> i32 {
     let answer = match Runtime::with_dirs(config) {
-        Ok(rt) => execute(&rt, op, id).unwrap_or_else(|e| error_response(&e)),
+        Ok(rt) => execute(&rt, op, id, console_socket).unwrap_or_else(|e| error_response(&e)),
         Err(e) => error_response(&e),
     };
     let mut line = serde_json::to_vec(&answer).unwrap_or_default();
@@ -44,7 +47,12 @@ pub fn run(config: RuntimeConfig, op: Op, id: &str) -> i32 {
     i32::from(matches!(answer, Response::Error { .. }))
 }
 
-fn execute(rt: &Runtime, op: Op, id: &str) -> Result<Response, ContainerError> {
+fn execute(
+    rt: &Runtime,
+    op: Op,
+    id: &str,
+    console_socket: Option<PathBuf>,
+) -> Result<Response, ContainerError> {
     match op {
         Op::Create => {
             let spec: Spec =
@@ -53,7 +61,9 @@ fn execute(rt: &Runtime, op: Op, id: &str) -> Result<Response, ContainerError> {
                     op: "create",
                     message: format!("bad OCI spec from the shim: {e}"),
                 })?;
-            let state = rt.create_with_spec(id, spec, inherited_stdio())?;
+            let mut stdio = inherited_stdio();
+            stdio.console_socket = console_socket;
+            let state = rt.create_with_spec(id, spec, stdio)?;
             Ok(Response::Created { pid: state.pid })
         }
         Op::Exec => {
@@ -98,6 +108,7 @@ fn inherited_stdio() -> Stdio {
         stdin: inherited_fd(STDIN_FD),
         stdout: inherited_fd(STDOUT_FD),
         stderr: inherited_fd(STDERR_FD),
+        console_socket: None,
     }
 }
 

@@ -142,6 +142,7 @@ impl Fixture {
                 stdin: None,
                 stdout: Some(out_w),
                 stderr: Some(err_w),
+                console_socket: None,
             },
         )
         .unwrap();
