@@ -41,6 +41,33 @@ pub enum Command {
     /// `deckhand-shim` (never run by hand).
     #[command(hide = true)]
     Oci(OciArgs),
+    /// Run the control plane's Kubernetes API server (HTTPS) until SIGINT or SIGTERM. Writes
+    /// an admin kubeconfig to `<data-dir>/kubeconfig.yaml` for kubectl.
+    Server(ServerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address and port the API server listens on (HTTPS).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:6443")]
+    pub listen: std::net::SocketAddr,
+    /// Where objects are stored: `sqlite` (default: `<data-dir>/server/db/state.db`),
+    /// `sqlite:///path/to/state.db`, `etcd://host:port[,host:port]` (etcd v3; several
+    /// servers may share one cluster), or `memory` (nothing survives a restart; for tests).
+    #[arg(long, value_name = "DATASTORE", default_value = "sqlite")]
+    pub datastore: String,
+    /// Extra names or IP addresses for the serving certificate (repeat or separate with ',').
+    #[arg(long, value_name = "SAN", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Pod network; each node gets a /24 of it.
+    #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// Service ClusterIP range.
+    #[arg(long, value_name = "CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+    /// Join token for agents; generated on first start and kept in `<data-dir>/token`.
+    #[arg(long, env = "DECKHAND_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]

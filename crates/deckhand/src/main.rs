@@ -5,6 +5,7 @@ mod cli;
 mod image_cmd;
 mod progress;
 mod runtime_cmd;
+mod server_cmd;
 
 use clap::Parser;
 
@@ -12,7 +13,7 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     // A long-running server says what it serves and when it stops; one-shot commands stay quiet.
     let default_level = match cli.command {
-        cli::Command::Runtime(_) | cli::Command::Oci(_) => "info",
+        cli::Command::Runtime(_) | cli::Command::Oci(_) | cli::Command::Server(_) => "info",
         cli::Command::Image(_) => "warn",
     };
     init_tracing(cli.log_level.as_deref().unwrap_or(default_level));
@@ -51,6 +52,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Image(args) => image_cmd::run(&cli.data_dir, args).await,
         cli::Command::Runtime(args) => runtime_cmd::run(&cli.data_dir, args).await,
+        cli::Command::Server(args) => server_cmd::run(&cli.data_dir, args).await,
         cli::Command::Oci(_) => unreachable!("oci runs before the async runtime starts"),
     }
 }
