@@ -76,7 +76,8 @@ pub struct OciArgs {
     pub op: deckhand_runtime::shim::oci::Op,
     /// The container.
     pub id: String,
-    /// Give the container a terminal and send its master to this unix socket.
+    /// Give the container (create) or the process (exec) a terminal and send its master to
+    /// this unix socket.
     #[arg(long)]
     pub console_socket: Option<std::path::PathBuf>,
 }

@@ -69,6 +69,9 @@ pub enum Request {
         env: Vec<String>,
         #[serde(default)]
         stdin: bool,
+        /// Give the process a terminal (output on one stream; stdin and resizes to it).
+        #[serde(default)]
+        tty: bool,
     },
     /// Stream the container's output (and feed its stdin when it was created with one).
     Attach {

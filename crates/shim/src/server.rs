@@ -149,6 +149,14 @@ struct CreateRequest<'a> {
     tty: bool,
 }
 
+/// An exec request's parameters.
+struct ExecRequest<'a> {
+    args: &'a [String],
+    env: &'a [String],
+    stdin: bool,
+    tty: bool,
+}
+
 /// The shim's ends of a new process's stdio.
 struct ProcessIo {
     out: Outputs,
@@ -193,6 +201,8 @@ struct ExecProcess {
     conn: usize,
     out: Outputs,
     stdin: Option<File>,
+    /// The terminal's master, when the process has one (for resizes).
+    pty: Option<OwnedFd>,
     /// Set when the process was reaped; the exit frame goes out once its output is drained.
     status: Option<i32>,
 }
@@ -523,7 +533,17 @@ impl Shim {
                 args,
                 env,
                 stdin,
-            } => self.exec(t, &id, &args, &env, stdin),
+                tty,
+            } => self.exec(
+                t,
+                &id,
+                ExecRequest {
+                    args: &args,
+                    env: &env,
+                    stdin,
+                    tty,
+                },
+            ),
             Request::Attach { id, stdin } => self.attach(t, &id, stdin),
             Request::PodInit => match self.pod_init {
                 Some(pid) => Response::Created { pid },
@@ -575,9 +595,9 @@ impl Shim {
             Err(e) => return error(ErrorKind::InvalidArgument, format!("container {id}: {e}")),
         };
         let created = if req.tty {
-            self.create_with_terminal(id, &spec, req.stdin)
+            self.spawn_with_terminal("create", id, &spec, req.stdin)
         } else {
-            self.create_with_pipes(id, &spec, req.stdin)
+            self.spawn_with_pipes("create", id, &spec, req.stdin)
         };
         let (pid, io) = match created {
             Ok(x) => x,
@@ -600,11 +620,13 @@ impl Shim {
         Response::Created { pid }
     }
 
-    /// Create with pipes for stdout and stderr (and stdin when wanted).
-    fn create_with_pipes(
+    /// Run helper operation `op` (create, exec) for a process with pipes for stdout and stderr
+    /// (and stdin when wanted).
+    fn spawn_with_pipes(
         &mut self,
+        op: &str,
         id: &str,
-        spec: &[u8],
+        input: &[u8],
         want_stdin: bool,
     ) -> Result<(i32, ProcessIo), Response> {
         let pipes = (|| -> io::Result<_> {
@@ -622,8 +644,8 @@ impl Shim {
         if let Some((r, _)) = &stdin {
             fds.push((r.as_fd(), ops::STDIN_FD));
         }
-        let answer = self.helper.run("create", id, &[], Some(spec), &fds);
-        // Our copies of the container's ends: the container holds its own now.
+        let answer = self.helper.run(op, id, &[], Some(input), &fds);
+        // Our copies of the process's ends: the process holds its own now.
         drop(fds);
         drop((out_w, err_w));
         let (in_r, in_w) = stdin.map_or((None, None), |(r, w)| (Some(r), Some(w)));
@@ -655,18 +677,19 @@ impl Shim {
             }
             other => Err(error(
                 ErrorKind::Internal,
-                format!("container {id}: create: unexpected answer {other:?}"),
+                format!("container {id}: {op}: unexpected answer {other:?}"),
             )),
         }
     }
 
-    /// Create with a terminal: the container's init opens a pseudo-terminal and sends its
-    /// master to a console socket the shim listens on; the master carries all of the
-    /// container's output (logged as stdout) and its stdin.
-    fn create_with_terminal(
+    /// Run helper operation `op` (create, exec) for a process with a terminal: the process
+    /// opens a pseudo-terminal and sends its master to a console socket the shim listens on;
+    /// the master carries all of the process's output (logged as stdout) and its stdin.
+    fn spawn_with_terminal(
         &mut self,
+        op: &str,
         id: &str,
-        spec: &[u8],
+        input: &[u8],
         want_stdin: bool,
     ) -> Result<(i32, ProcessIo), Response> {
         let internal = |what: &str, e: io::Error| {
@@ -680,20 +703,16 @@ impl Shim {
         // Removed whatever happens next: it only ever serves this one create.
         let _cleanup = RemoveOnDrop(path.clone());
         let path_arg = path.to_string_lossy().into_owned();
-        let answer = self.helper.run(
-            "create",
-            id,
-            &["--console-socket", &path_arg],
-            Some(spec),
-            &[],
-        );
+        let answer = self
+            .helper
+            .run(op, id, &["--console-socket", &path_arg], Some(input), &[]);
         let pid = match answer {
             Response::Created { pid } => pid,
             Response::Error { .. } => return Err(answer),
             other => {
                 return Err(error(
                     ErrorKind::Internal,
-                    format!("container {id}: create: unexpected answer {other:?}"),
+                    format!("container {id}: {op}: unexpected answer {other:?}"),
                 ))
             }
         };
@@ -785,53 +804,24 @@ impl Shim {
         Response::Ok
     }
 
-    fn exec(
-        &mut self,
-        t: usize,
-        id: &str,
-        args: &[String],
-        env: &[String],
-        want_stdin: bool,
-    ) -> Response {
-        let pipes = (|| -> io::Result<_> {
-            let out = pipe()?;
-            let err = pipe()?;
-            let stdin = if want_stdin { Some(pipe()?) } else { None };
-            Ok((out, err, stdin))
-        })();
-        let ((out_r, out_w), (err_r, err_w), stdin) = match pipes {
-            Ok(p) => p,
-            Err(e) => {
-                return error(
-                    ErrorKind::Internal,
-                    format!("container {id}: exec pipes: {e}"),
-                )
-            }
+    fn exec(&mut self, t: usize, id: &str, req: ExecRequest<'_>) -> Response {
+        let input = serde_json::json!({ "args": req.args, "env": req.env }).to_string();
+        let spawned = if req.tty {
+            self.spawn_with_terminal("exec", id, input.as_bytes(), req.stdin)
+        } else {
+            self.spawn_with_pipes("exec", id, input.as_bytes(), req.stdin)
         };
-        let input = serde_json::json!({ "args": args, "env": env }).to_string();
-        let mut fds = vec![
-            (out_w.as_fd(), ops::STDOUT_FD),
-            (err_w.as_fd(), ops::STDERR_FD),
-        ];
-        if let Some((r, _)) = &stdin {
-            fds.push((r.as_fd(), ops::STDIN_FD));
-        }
-        let answer = self
-            .helper
-            .run("exec", id, &[], Some(input.as_bytes()), &fds);
-        drop(fds);
-        drop((out_w, err_w));
-        let in_w = stdin.map(|(_, w)| w);
-        let pid = match answer {
-            Response::Created { pid } => pid,
-            other => return other,
+        let (pid, io) = match spawned {
+            Ok(x) => x,
+            Err(r) => return r,
         };
         self.execs.insert(
             pid,
             ExecProcess {
                 conn: t,
-                out: [Some(nonblocking(out_r)), Some(nonblocking(err_r))],
-                stdin: in_w.map(File::from),
+                out: io.out,
+                stdin: io.stdin,
+                pty: io.pty,
                 status: None,
             },
         );
@@ -879,6 +869,7 @@ impl Shim {
             if kind == FrameKind::Resize {
                 let pty = match &conn.mode {
                     Mode::Attach { id, .. } => self.containers.get(id).and_then(|c| c.pty.as_ref()),
+                    Mode::Exec { pid } => self.execs.get(pid).and_then(|e| e.pty.as_ref()),
                     _ => None,
                 };
                 if let (Some(pty), &[c0, c1, r0, r1]) = (pty, payload.as_slice()) {
@@ -1031,6 +1022,11 @@ impl Shim {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                // A terminal master reads EIO once every slave is closed: the end of output.
+                Err(err) if err.raw_os_error() == Some(libc::EIO) => {
+                    e.out[s as usize] = None;
+                    return;
+                }
                 Err(_) => return,
             }
         }

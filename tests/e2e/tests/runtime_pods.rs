@@ -370,6 +370,26 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
     assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
     assert!(t0.elapsed() < Duration::from_secs(5));
 
+    // An exec with a terminal, through the shim's own protocol (what the streaming server's
+    // `kubectl exec -it` sessions become): the process's stdio is a terminal, a resize
+    // reaches it, stdin is typed into it.
+    let socket = dh
+        .data_dir
+        .join(format!("runtime/shims/{}.sock", &pod[..16]));
+    let out = terminal_exec(
+        &socket,
+        &long,
+        &["sh", "-c", "read x; tty; stty size; echo got-$x"],
+        (100, 30),
+        b"go\n",
+    );
+    assert!(out.contains("/dev/pts/"), "tty: {out:?}");
+    assert!(
+        out.contains("30 100"),
+        "stty size after the resize: {out:?}"
+    );
+    assert!(out.contains("got-go"), "stdin: {out:?}");
+
     // RuntimeDefault seccomp filters the container's process and every exec'd one.
     let mut cfg = container_config(
         "filtered",
@@ -570,4 +590,36 @@ async fn pod_lifecycle_logs_exec_stop_and_restart_survival() {
         .unwrap()
         .next()
         .is_none());
+}
+
+/// Run `args` in container `id` with a terminal over the shim's socket: resize it to
+/// `(cols, rows)`, type `input`, and return everything it printed.
+fn terminal_exec(socket: &Path, id: &str, args: &[&str], size: (u16, u16), input: &[u8]) -> String {
+    use deckhand_runtime::shim::protocol::{self, FrameKind};
+    use std::io::{BufRead, BufReader, Write};
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).expect("shim socket");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let req = serde_json::json!({
+        "op": "exec", "id": id, "args": args, "stdin": true, "tty": true,
+    });
+    writeln!(conn, "{req}").unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("streaming"), "exec answer: {line}");
+    let mut size_payload = size.0.to_be_bytes().to_vec();
+    size_payload.extend_from_slice(&size.1.to_be_bytes());
+    protocol::write_frame(&mut conn, FrameKind::Resize, &size_payload).unwrap();
+    protocol::write_frame(&mut conn, FrameKind::Stdin, input).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let (kind, payload) = protocol::read_frame(&mut reader).expect("frame");
+        match kind {
+            FrameKind::Stdout | FrameKind::Stderr => out.extend_from_slice(&payload),
+            FrameKind::Exit => break,
+            _ => {}
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -101,6 +101,41 @@ impl Runtime {
             ),
             None => (None, None, Vec::new(), None),
         };
+        // With a terminal the process is described by a process file (libcontainer's tenant
+        // sets `terminal` only from one): the container's own process with the exec's args,
+        // its environment overridden by the exec's, as runc exec does.
+        let console_socket = stdio.console_socket;
+        let process_file =
+            match (&console_socket, &process) {
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(ContainerError::Runtime {
+                        id: id.into(),
+                        op: "exec",
+                        message: "the container's spec has no process to base a terminal exec on"
+                            .into(),
+                    })
+                }
+                (Some(_), Some(p)) => {
+                    let add_admin = seccomp.as_ref().is_some_and(|(_, a)| *a);
+                    let file = self.bundle_dir(id).join(format!(
+                        "exec-{}.json",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_nanos()
+                    ));
+                    let json = serde_json::to_vec(&terminal_process(p, config, add_admin))
+                        .map_err(|e| ContainerError::Runtime {
+                            id: id.into(),
+                            op: "exec",
+                            message: format!("process file: {e}"),
+                        })?;
+                    std::fs::write(&file, json).map_err(io_err(id, "write process file", &file))?;
+                    Some(file)
+                }
+            };
+        let _remove_process_file = process_file.clone().map(RemoveFile);
         let state_root = self.state_root.clone();
         let args = config.args.clone();
         run_in_helper(id, "exec", move || {
@@ -119,10 +154,16 @@ impl Runtime {
                     None => b,
                 })
                 .map(|b| {
-                    b.with_stdin(stdin)
+                    let tenant = b
+                        .with_stdin(stdin)
                         .with_stdout(stdout)
                         .with_stderr(stderr)
-                        .as_tenant()
+                        .with_console_socket(console_socket)
+                        .as_tenant();
+                    if let Some(file) = process_file {
+                        return tenant.with_process(Some(file)).with_detach(true);
+                    }
+                    tenant
                         .with_container_args(args)
                         .with_env(env)
                         .with_user(uid)
@@ -140,6 +181,52 @@ impl Runtime {
                 .map(|pid| pid.as_raw())
                 .map_err(|e| error_chain(&e))
         })
+    }
+}
+
+/// The container's process turned into a terminal exec of `config`.
+fn terminal_process(
+    base: &oci_spec::runtime::Process,
+    config: &ExecConfig,
+    add_admin: bool,
+) -> oci_spec::runtime::Process {
+    let mut p = base.clone();
+    p.set_args(Some(config.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &config.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    p.set_terminal(Some(true));
+    if add_admin {
+        // As the args path's `with_capabilities`: the precompiled seccomp executor needs
+        // CAP_SYS_ADMIN until the filter is loaded, then drops to the container's set.
+        if let Some(mut caps) = p.capabilities().clone() {
+            use oci_spec::runtime::Capability;
+            let add = |set: Option<Capabilities>| {
+                let mut set = set.unwrap_or_default();
+                set.insert(Capability::SysAdmin);
+                Some(set)
+            };
+            caps.set_bounding(add(caps.bounding().clone()));
+            caps.set_effective(add(caps.effective().clone()));
+            caps.set_permitted(add(caps.permitted().clone()));
+            p.set_capabilities(Some(caps));
+        }
+    }
+    p
+}
+
+type Capabilities = oci_spec::runtime::Capabilities;
+
+/// Removes a file when dropped.
+struct RemoveFile(std::path::PathBuf);
+
+impl Drop for RemoveFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -1021,6 +1021,7 @@ impl Inner {
                 args: cmd.clone(),
                 env: Vec::new(),
                 stdin: false,
+                tty: false,
             })
             .await
             .map_err(shim_status)?;

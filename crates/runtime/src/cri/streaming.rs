@@ -152,6 +152,7 @@ impl StreamingRuntime for ShimStreaming {
             args: cmd.to_vec(),
             env: Vec::new(),
             stdin: streams.stdin.is_some(),
+            tty: streams.tty,
         };
         match pump(shim, req, streams).await? {
             Some(code) => Ok(code),

@@ -83,7 +83,9 @@ fn execute(
                 args: input.args,
                 env: input.env,
             };
-            let pid = rt.exec(id, &config, inherited_stdio())?;
+            let mut stdio = inherited_stdio();
+            stdio.console_socket = console_socket;
+            let pid = rt.exec(id, &config, stdio)?;
             Ok(Response::Created { pid })
         }
     }
