@@ -198,7 +198,9 @@ fn accept_with_timeout(listener: &UnixListener, timeout: Duration) -> io::Result
 }
 
 struct ExecProcess {
-    conn: usize,
+    /// The client's connection; `None` once it closed (its slot may then serve a new client,
+    /// which must never receive this process's frames).
+    conn: Option<usize>,
     out: Outputs,
     stdin: Option<File>,
     /// The terminal's master, when the process has one (for resizes).
@@ -314,11 +316,7 @@ impl Shim {
                     Source::Exec(pid, s) => self.exec_output(pid, s),
                 }
             }
-            self.conns.iter_mut().for_each(|c| {
-                if c.as_ref().is_some_and(|c| c.closed) {
-                    *c = None;
-                }
-            });
+            self.free_closed_conns();
         }
         let _ = std::fs::remove_file(&self.socket);
         log!("INFO", "shim for sandbox {} exiting", self.sandbox);
@@ -818,7 +816,7 @@ impl Shim {
         self.execs.insert(
             pid,
             ExecProcess {
-                conn: t,
+                conn: Some(t),
                 out: io.out,
                 stdin: io.stdin,
                 pty: io.pty,
@@ -902,6 +900,26 @@ impl Shim {
         }
     }
 
+    /// Free the slots of closed connections. Nothing may keep a freed slot's index: a new
+    /// client gets the slot next, and must not receive another process's frames or answers.
+    fn free_closed_conns(&mut self) {
+        for t in 0..self.conns.len() {
+            if !self.conns[t].as_ref().is_some_and(|c| c.closed) {
+                continue;
+            }
+            self.conns[t] = None;
+            for e in self.execs.values_mut() {
+                if e.conn == Some(t) {
+                    e.conn = None;
+                }
+            }
+            for c in self.containers.values_mut() {
+                c.attached.retain(|&x| x != t);
+                c.waiters.retain(|&x| x != t);
+            }
+        }
+    }
+
     fn close_conn(&mut self, t: usize) {
         let Some(conn) = self.conns[t].as_mut() else {
             return;
@@ -911,7 +929,8 @@ impl Shim {
             // A client that goes away before its exec ended (ExecSync timeout, a closed
             // kubectl exec) takes the process with it, as containerd does.
             Mode::Exec { pid } => {
-                if let Some(e) = self.execs.get(pid) {
+                if let Some(e) = self.execs.get_mut(pid) {
+                    e.conn = None;
                     if e.status.is_none() {
                         let _ = deckhand_sys::process::signal_pid(*pid, libc::SIGKILL);
                     }
@@ -1013,7 +1032,7 @@ impl Shim {
                     return;
                 }
                 Ok(n) => {
-                    if let Some(conn) = self.conns[e.conn].as_mut() {
+                    if let Some(conn) = e.conn.and_then(|t| self.conns[t].as_mut()) {
                         if protocol::write_frame(&mut conn.stream, frame_kind(s), &chunk[..n])
                             .is_err()
                         {
@@ -1038,7 +1057,7 @@ impl Shim {
         let Some(status) = e.status else {
             return false;
         };
-        if let Some(conn) = self.conns[e.conn].as_mut() {
+        if let Some(conn) = e.conn.and_then(|t| self.conns[t].as_mut()) {
             let _ = protocol::write_frame(
                 &mut conn.stream,
                 FrameKind::Exit,
